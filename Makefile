@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both reuse .venv once built.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch/torchvision pinned to the builds that lie on this machine's disk (others download GBs).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: run test install bench clean samples
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e '.[dev]' $(TORCH_PINS)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+samples: $(STAMP)
+	$(BIN)/videolake samples samples
+
+run: samples
+	$(BIN)/videolake run samples --out lake
+	$(BIN)/videolake query lake "SELECT video_id, action, count(*) AS clips FROM clips GROUP BY ALL ORDER BY ALL"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+clean:
+	rm -rf lake samples .pytest_cache

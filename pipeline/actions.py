@@ -1,0 +1,118 @@
+"""The action model: an LSTM over a track's per-frame features inside one clip window."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.errors import ModelError
+from pipeline.features import FEATURE_NAMES, N_FEATURES
+
+__all__ = ["ACTIONS", "UNKNOWN", "ActionLSTM", "ActionModel", "ActionPrediction"]
+
+ACTIONS = ("standing", "walking", "running", "falling", "lying")
+UNKNOWN = "unknown"
+
+
+class ActionLSTM(nn.Module):
+    """Normalise features, run an LSTM over the (padded) sequence, classify its last state."""
+
+    def __init__(self, n_features: int = N_FEATURES, hidden_size: int = 64, num_layers: int = 1, n_classes: int = len(ACTIONS)) -> None:
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_std", torch.ones(n_features))
+        self.lstm = nn.LSTM(n_features, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, n_classes))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x`` (batch, time, features) padded at the end, ``lengths`` (batch,) → logits (batch, classes)."""
+        x = (x - self.feature_mean) / self.feature_std
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)
+        return self.head(h_n[-1])
+
+
+def pad_sequences(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack variable-length (t, features) arrays into a zero-padded batch and its lengths."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
+    batch = torch.zeros(len(sequences), int(lengths.max()), N_FEATURES, dtype=torch.float32)
+    for i, s in enumerate(sequences):
+        batch[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.float32))
+    return batch, lengths
+
+
+@dataclass(frozen=True)
+class ActionPrediction:
+    action: str
+    confidence: float | None
+    probs: list[float] | None
+
+
+class ActionModel:
+    """A trained ``ActionLSTM`` with its class names, loaded from safetensors (never pickle)."""
+
+    def __init__(self, net: ActionLSTM, classes: Sequence[str], metadata: dict[str, str] | None = None) -> None:
+        self.net = net.eval()
+        self.classes = tuple(classes)
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ActionModel:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(os.fspath(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+            state = load_file(os.fspath(path))
+            classes = json.loads(meta["classes"])
+            features = json.loads(meta.get("features", json.dumps(list(FEATURE_NAMES))))
+            if list(features) != list(FEATURE_NAMES):
+                raise ModelError(f"{path}: model was trained on features {features}, this version computes {list(FEATURE_NAMES)}")
+            net = ActionLSTM(
+                hidden_size=int(meta.get("hidden_size", 64)), num_layers=int(meta.get("num_layers", 1)), n_classes=len(classes)
+            )
+            net.load_state_dict(state)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - safetensors/torch raise many types for a bad file
+            raise ModelError(f"cannot load action model {path}: {exc}") from None
+        return cls(net, classes, meta)
+
+    def save(self, path: str | os.PathLike[str], extra_metadata: dict[str, str] | None = None) -> None:
+        from safetensors.torch import save_file
+
+        meta = {
+            "classes": json.dumps(list(self.classes)),
+            "features": json.dumps(list(FEATURE_NAMES)),
+            "hidden_size": str(self.net.lstm.hidden_size),
+            "num_layers": str(self.net.lstm.num_layers),
+            **self.metadata,
+            **(extra_metadata or {}),
+        }
+        state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(state, os.fspath(path), metadata=meta)
+
+    @torch.inference_mode()
+    def predict_proba(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities (n, classes) for feature sequences of shape (t_i, features), t_i >= 1."""
+        if not sequences:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        x, lengths = pad_sequences(sequences)
+        return torch.softmax(self.net(x, lengths), dim=1).numpy()
+
+    def classify(self, sequences: Sequence[np.ndarray], min_frames: int = 1) -> list[ActionPrediction]:
+        """One prediction per sequence; sequences shorter than ``min_frames`` get ``unknown``."""
+        keep = [i for i, s in enumerate(sequences) if len(s) >= max(1, min_frames)]
+        probs = self.predict_proba([sequences[i] for i in keep])
+        out = [ActionPrediction(UNKNOWN, None, None) for _ in sequences]
+        for row, i in zip(probs, keep):
+            best = int(row.argmax())
+            out[i] = ActionPrediction(self.classes[best], float(row[best]), [round(float(p), 5) for p in row])
+        return out

@@ -1,0 +1,128 @@
+"""Run configuration: one typed object, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.errors import ConfigError
+
+__all__ = ["RunConfig", "TRACKERS", "VIDEO_EXTENSIONS", "PIPELINE_VERSION", "load_config_file"]
+
+TRACKERS = ("bytetrack", "botsort")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
+# Bump when a change in the pipeline's logic changes results for the same settings and models.
+PIPELINE_VERSION = 1
+
+# Settings that change what lands in the lake (they go into config_hash). The others
+# (device, workers, ray_address, batch) only change where and how fast it runs.
+_RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min_track_frames")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one run. ``detector``/``actions`` of ``"default"`` mean the embedded models."""
+
+    detector: str = "default"
+    actions: str = "default"
+    analysis_fps: float = 8.0
+    imgsz: int = 640
+    clip_seconds: float = 2.0
+    conf: float = 0.25
+    tracker: str = "bytetrack"
+    device: str = "auto"
+    workers: int | None = None
+    ray_address: str | None = None
+    batch: int = 8
+    min_track_frames: int = 4
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check(self.analysis_fps >= 0, f"analysis_fps must be >= 0 (0 = every frame), got {self.analysis_fps}")
+        _check(32 <= self.imgsz <= 4096 and self.imgsz % 32 == 0, f"imgsz must be a multiple of 32 in [32, 4096], got {self.imgsz}")
+        _check(self.clip_seconds > 0, f"clip_seconds must be > 0, got {self.clip_seconds}")
+        _check(0.0 <= self.conf <= 1.0, f"conf must be in [0, 1], got {self.conf}")
+        _check(self.tracker in TRACKERS, f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
+        _check(_valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _check(self.min_track_frames >= 1, f"min_track_frames must be >= 1, got {self.min_track_frames}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
+        """Build from a mapping (YAML file, CLI flags). Keys may use ``-`` or ``_``; ``None`` values are ignored."""
+        names = {f.name for f in dataclasses.fields(cls) if f.name != "extra"}
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            name = str(key).replace("-", "_")
+            if name not in names:
+                raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(sorted(names))}")
+            if value is not None:
+                clean[name] = value
+        try:
+            typed = {name: _coerce(cls, name, value) for name, value in clean.items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(**typed)
+
+    def merged(self, overrides: Mapping[str, Any]) -> RunConfig:
+        """A copy with the non-None ``overrides`` applied."""
+        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        current.update({k.replace("-", "_"): v for k, v in overrides.items() if v is not None})
+        return RunConfig.from_mapping(current)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+
+    def config_hash(self, detector_sha256: str, actions_sha256: str) -> str:
+        """16 hex digits over every setting and model hash that changes results."""
+        payload = {k: getattr(self, k) for k in _RESULT_KEYS}
+        payload.update(detector=detector_sha256, actions=actions_sha256, pipeline_version=PIPELINE_VERSION)
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_config_file(path: str | os.PathLike[str]) -> RunConfig:
+    """Read a YAML file whose keys are the CLI's option names."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of settings, got {type(data).__name__}")
+    return RunConfig.from_mapping(data)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _valid_device(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    kind = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    if "int" in kind and "str" not in kind:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    return str(value)

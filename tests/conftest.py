@@ -1,0 +1,113 @@
+"""Shared fixtures: real sample videos, generated media, a real Prefect API server, a real Ray."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.samples import write_samples
+from tests.media import make_corpus
+
+# Small, fast settings for end-to-end tests: the real models on real video, fewer pixels and frames.
+FAST = {"imgsz": 320, "analysis_fps": 4.0, "batch": 8}
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "needs_cuda" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def samples_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("samples")
+    write_samples(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """A real Prefect API server on loopback, used by in-process flows and CLI subprocesses."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false", "PREFECT_API_URL": url}
+    prefect_bin = str(Path(sys.executable).parent / "prefect")
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen([prefect_bin, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.time() > deadline:
+            server.kill()
+            raise RuntimeError(f"Prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    with temporary_settings({PREFECT_API_URL: url}):
+        yield url
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real local Ray for the session; flows join it instead of starting their own."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 * 1024)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def cli_env(prefect_api, tmp_path):
+    """Environment for ``videolake`` subprocesses: the test's Prefect API, no inherited Ray."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PREFECT_API_URL"] = prefect_api
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def videolake_bin() -> str:
+    found = shutil.which("videolake", path=str(Path(sys.executable).parent))
+    assert found, "the videolake entry point is not installed in this environment"
+    return found

@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.actions import ACTIONS, ActionLSTM, ActionModel, pad_sequences
+from pipeline.errors import ModelError
+from pipeline.features import N_FEATURES
+from pipeline.models import default_actions_path
+from pipeline.synthetic import generate_features, generate_tracks
+from pipeline.train import evaluate
+
+
+def test_lstm_maps_padded_sequences_of_any_length_to_class_logits():
+    net = ActionLSTM(hidden_size=16)
+    x, lengths = pad_sequences([np.ones((3, N_FEATURES)), np.ones((7, N_FEATURES)), np.ones((1, N_FEATURES))])
+    assert x.shape == (3, 7, N_FEATURES) and lengths.tolist() == [3, 7, 1]
+    assert net(x, lengths).shape == (3, len(ACTIONS))
+
+
+def test_padding_does_not_change_a_sequence_s_prediction():
+    net = ActionLSTM(hidden_size=16).eval()
+    rng = np.random.default_rng(0)
+    short = rng.normal(size=(4, N_FEATURES)).astype(np.float32)
+    alone = net(*pad_sequences([short]))
+    padded = net(*pad_sequences([short, rng.normal(size=(20, N_FEATURES))]))[:1]
+    torch.testing.assert_close(alone, padded, atol=1e-5, rtol=1e-4)
+
+
+def test_save_and_load_round_trip_through_safetensors(tmp_path):
+    model = ActionModel(ActionLSTM(hidden_size=8, n_classes=3), ["sit", "stand", "wave"], {"note": "x"})
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    loaded = ActionModel.load(path)
+    assert loaded.classes == ("sit", "stand", "wave") and loaded.metadata["note"] == "x"
+    seqs = [np.random.default_rng(1).normal(size=(5, N_FEATURES)).astype(np.float32)]
+    np.testing.assert_allclose(loaded.predict_proba(seqs), model.predict_proba(seqs), atol=1e-6)
+    assert path.read_bytes()[:8] != b"\x80\x04\x95"[:8]  # not a pickle
+
+
+@pytest.mark.parametrize("content", [b"", b"not safetensors at all", b"\x80\x04\x95pickle"])
+def test_a_bad_weights_file_is_a_model_error(tmp_path, content):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match="cannot load action model"):
+        ActionModel.load(path)
+
+
+def test_short_sequences_are_unknown_not_guessed():
+    model = ActionModel.load(default_actions_path())
+    preds = model.classify([np.zeros((2, N_FEATURES), np.float32), np.zeros((6, N_FEATURES), np.float32)], min_frames=4)
+    assert preds[0].action == "unknown" and preds[0].confidence is None
+    assert preds[1].action in ACTIONS and 0 < preds[1].confidence <= 1
+
+
+def test_default_model_reaches_its_documented_held_out_accuracy_on_fresh_data():
+    card = json.loads(default_actions_path().with_suffix(".json").read_text())
+    assert card["classes"] == list(ACTIONS)
+    model = ActionModel.load(default_actions_path())
+    sequences, labels = generate_features(2500, seed=424242)  # a seed the training never saw
+    result = evaluate(model, sequences, labels)
+    assert result.accuracy >= card["test_accuracy"] - 0.03
+    assert result.accuracy >= 0.85
+    assert min(m["recall"] for m in result.per_class.values()) >= 0.7
+
+
+def test_synthetic_tracks_are_balanced_and_varied():
+    tracks = generate_tracks(100, seed=5)
+    labels = [t.label for t in tracks]
+    assert all(labels.count(i) == 20 for i in range(len(ACTIONS)))
+    assert len({(t.frame_width, t.frame_height) for t in tracks}) >= 4
+    rates = [1 / np.median(np.diff(t.t_s)) for t in tracks]
+    assert min(rates) < 8 and max(rates) > 20

@@ -1,0 +1,56 @@
+import pytest
+
+from pipeline.config import RunConfig, load_config_file
+from pipeline.errors import ConfigError
+
+
+def test_defaults_match_the_documented_cli_defaults():
+    cfg = RunConfig()
+    assert (cfg.analysis_fps, cfg.imgsz, cfg.clip_seconds, cfg.conf, cfg.tracker, cfg.device) == (8.0, 640, 2.0, 0.25, "bytetrack", "auto")
+    assert cfg.detector == cfg.actions == "default"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"imgsz": 100}, "imgsz must be a multiple of 32"),
+        ({"analysis_fps": -1}, "analysis_fps must be >= 0"),
+        ({"clip_seconds": 0}, "clip_seconds must be > 0"),
+        ({"conf": 1.5}, "conf must be in [0, 1]"),
+        ({"tracker": "sort"}, "tracker must be one of bytetrack, botsort"),
+        ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
+        ({"workers": 0}, "workers must be >= 1"),
+        ({"imgsz": 320.5}, "imgsz must be an integer"),
+        ({"colour": "red"}, "unknown setting 'colour'"),
+    ],
+)
+def test_bad_settings_get_a_clear_config_error(values, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        RunConfig.from_mapping(values)
+
+
+def test_yaml_file_accepts_cli_option_names_and_cli_flags_override_it(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("analysis-fps: 4\nimgsz: 320\ntracker: botsort\ndevice: cuda:1\n")
+    cfg = load_config_file(path)
+    assert (cfg.analysis_fps, cfg.imgsz, cfg.tracker, cfg.device) == (4.0, 320, "botsort", "cuda:1")
+    merged = cfg.merged({"imgsz": 640, "tracker": None})
+    assert (merged.imgsz, merged.tracker) == (640, "botsort")
+
+
+@pytest.mark.parametrize("text, message", [("- a\n- b\n", "must hold a mapping"), ("a: [\n", "not valid YAML")])
+def test_bad_yaml_is_a_config_error(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config_file(path)
+
+
+def test_config_hash_covers_results_but_not_placement():
+    base = RunConfig().config_hash("d" * 64, "a" * 64)
+    assert RunConfig(workers=3, device="cpu", batch=2).config_hash("d" * 64, "a" * 64) == base
+    assert RunConfig(imgsz=320).config_hash("d" * 64, "a" * 64) != base
+    assert RunConfig(analysis_fps=4).config_hash("d" * 64, "a" * 64) != base
+    assert RunConfig().config_hash("e" * 64, "a" * 64) != base
+    assert RunConfig().config_hash("d" * 64, "b" * 64) != base
+    assert len(base) == 16

@@ -1,0 +1,116 @@
+
+import numpy as np
+import pytest
+
+from pipeline.decode import DecodeStats, PtsSampler, iter_frames, probe
+from pipeline.errors import DecodeError, SourceError
+
+
+@pytest.mark.parametrize(
+    "video_fps, analysis_fps, duration_s, expected",
+    [
+        (25, 8, 10, 80),    # down-sampling keeps one frame per tick
+        (25, 0, 10, 250),   # 0 keeps every frame
+        (25, 25, 10, 250),
+        (10, 30, 3, 30),    # asking for more than the video has keeps every frame
+        (29.97, 1, 4, 4),
+    ],
+)
+def test_pts_sampler_keeps_one_frame_per_tick(video_fps, analysis_fps, duration_s, expected):
+    sampler = PtsSampler(analysis_fps)
+    times = np.arange(0, duration_s, 1 / video_fps)
+    kept = [t for t in times if sampler.take(float(t))]
+    assert abs(len(kept) - expected) <= 1
+    if analysis_fps and analysis_fps < video_fps:
+        assert np.all(np.diff(kept) >= 1 / analysis_fps - 1 / video_fps - 1e-9)
+
+
+def test_pts_sampler_follows_time_not_frame_count_under_variable_frame_rate():
+    # 2 s of 50 fps then 2 s of 5 fps: sampling at 4 fps keeps ~8 frames from each half
+    times = list(np.arange(0, 2, 0.02)) + list(np.arange(2, 4, 0.2))
+    sampler = PtsSampler(4)
+    kept = [t for t in times if sampler.take(float(t))]
+    first, second = sum(t < 2 for t in kept), sum(t >= 2 for t in kept)
+    assert first == 8 and second == 8
+
+
+def test_probe_reads_the_real_samples(samples_dir):
+    bikes = probe(samples_dir / "bikes.mp4")
+    assert (bikes.width, bikes.height, bikes.codec) == (640, 272, "h264")
+    assert bikes.fps == pytest.approx(25) and bikes.duration_s == pytest.approx(10, abs=0.1)
+    carphone = probe(samples_dir / "carphone_pristine.mp4")
+    assert (carphone.width, carphone.height) == (176, 144) and carphone.fps == pytest.approx(29.97, abs=0.01)
+
+
+def test_iter_frames_samples_by_pts_with_timestamps_in_seconds(samples_dir):
+    stats = DecodeStats()
+    frames = list(iter_frames(samples_dir / "bikes.mp4", analysis_fps=5, stats=stats))
+    assert stats.frames_decoded == 250
+    assert len(frames) == stats.frames_sampled == 50
+    assert frames[0].t_s == 0.0 and frames[-1].t_s == pytest.approx(9.8, abs=0.05)
+    assert all(b.t_s - a.t_s == pytest.approx(0.2, abs=0.041) for a, b in zip(frames, frames[1:]))
+    assert [f.frame_index for f in frames[:3]] == [0, 5, 10]
+    assert frames[0].image.shape == (272, 640, 3) and frames[0].image.dtype == np.uint8
+
+
+def test_variable_frame_rate_timestamps_come_from_pts(corpus):
+    asset = corpus["vfr"]
+    frames = list(iter_frames(asset.path, analysis_fps=0))
+    times = np.array([f.t_s for f in frames])
+    assert len(frames) == asset.n_frames
+    gaps = np.diff(times)
+    assert gaps.min() >= 0.019 and gaps.max() <= 0.121  # the generated 20-120 ms gaps, not a constant 40 ms
+    assert gaps.std() > 0.01
+
+
+@pytest.mark.parametrize("name", ["odd_size", "mjpeg_avi"])
+def test_odd_sizes_and_mjpeg_decode_completely(corpus, name):
+    asset = corpus[name]
+    info = probe(asset.path)
+    assert (info.width, info.height) == (asset.width, asset.height)
+    frames = list(iter_frames(asset.path))
+    assert len(frames) == asset.n_frames
+    assert frames[0].image.shape == (asset.height, asset.width, 3)
+
+
+def test_truncated_video_yields_its_decodable_part_with_a_warning(corpus):
+    stats = DecodeStats()
+    frames = list(iter_frames(corpus["truncated"].path, stats=stats))
+    assert 10 < len(frames) < 60
+    assert frames[-1].t_s < 60 / 25
+    assert any("truncated" in w for w in stats.warnings), stats.warnings
+
+
+@pytest.mark.parametrize(
+    "name, error, message",
+    [
+        ("zero_bytes", SourceError, "file is empty"),
+        ("text", DecodeError, "not a readable video container"),
+        ("audio_only", DecodeError, "no video stream"),
+        ("truncated_mp4", DecodeError, "not a readable video container"),
+    ],
+)
+def test_unreadable_inputs_raise_typed_errors_that_say_why(corpus, name, error, message):
+    path = corpus[name].path
+    with pytest.raises(error, match=message):
+        probe(path)
+    with pytest.raises(error, match=message):
+        list(iter_frames(path))
+
+
+def test_declared_size_over_the_limit_is_refused(samples_dir):
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        probe(samples_dir / "bikes.mp4", max_pixels=640 * 200)
+
+
+def test_memory_stays_bounded_frames_stream_one_at_a_time(samples_dir):
+    import gc
+    import weakref
+
+    refs = []
+    for frame in iter_frames(samples_dir / "bikes.mp4", analysis_fps=0):
+        refs.append(weakref.ref(frame))
+        del frame
+    gc.collect()
+    alive = sum(r() is not None for r in refs)
+    assert len(refs) == 250 and alive <= 1

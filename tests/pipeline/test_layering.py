@@ -1,0 +1,14 @@
+"""pipeline/ is the library: it must not import Ray or Prefect."""
+
+
+def test_library_has_no_ray_or_prefect_imports():
+    import ast
+    from pathlib import Path
+
+    import pipeline
+
+    for path in Path(pipeline.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in names if m.split(".")[0] in ("ray", "prefect")], path

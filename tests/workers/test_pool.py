@@ -1,0 +1,59 @@
+"""The actor pool on a real local Ray."""
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pipeline.analyze import VideoJob
+from pipeline.config import RunConfig
+from pipeline.decode import probe
+from pipeline.models import resolve_actions, resolve_detector
+from pipeline.sources import video_id_for
+from tests.conftest import FAST
+
+pytestmark = pytest.mark.slow
+
+
+def test_plan_uses_the_cluster_s_cpus(ray_local):
+    from workers.pool import plan_workers
+
+    plan = plan_workers(RunConfig())
+    assert (plan.workers, plan.threads, plan.device, plan.num_gpus) == (1, 2, "cpu", 0)
+    plan = plan_workers(RunConfig(workers=3))
+    assert plan.workers == 3 and plan.num_cpus == pytest.approx(2 / 3) and plan.threads == 1
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        plan_workers(RunConfig(device="cuda"))
+
+
+def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, samples_dir, tmp_path):
+    import ray
+
+    from workers.pool import WorkerLost, WorkerPool
+
+    pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
+    try:
+        info = pool.wait_ready()
+        assert info[0]["device"] == "cpu" and info[0]["classes"] == {0: "Normal", 1: "Fall"}
+        path = samples_dir / "bikes.mp4"
+        job = VideoJob(video_id_for(str(path)), probe(path), str(tmp_path), "r", "h")
+        pid = ray.get(pool.actors[0].pid.remote())
+        with ThreadPoolExecutor(1) as ex:
+            future = ex.submit(pool.process, job)
+            deadline = time.time() + 120
+            while pool.frames_done() == 0 and time.time() < deadline:
+                time.sleep(0.2)
+            assert pool.frames_done() > 0, "the worker never started the video"
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(WorkerLost, match="worker died while analysing"):
+                future.result(timeout=120)
+        assert not list(tmp_path.rglob("*.parquet"))  # the half-done video left no files
+        result = pool.process(job)  # Ray restarted the actor with its models
+        assert result.status == "ok" and result.frames_analyzed == 40
+        assert ray.get(pool.actors[0].pid.remote()) != pid
+    finally:
+        pool.shutdown()

@@ -1,0 +1,1 @@
+"""videolake's command line; the library is ``pipeline``."""

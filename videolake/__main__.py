@@ -1,0 +1,3 @@
+from videolake.cli import app
+
+app(prog_name="videolake")

@@ -1,0 +1,197 @@
+"""``videolake``: run, query, samples, models, train-actions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, List, Optional, TypeVar
+
+import typer
+
+from pipeline.errors import ConfigError, VideolakeError
+
+app = typer.Typer(
+    name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Batch video analytics: people, tracks and actions from videos into a Parquet lake you query with SQL.",
+)
+T = TypeVar("T")
+_debug = False
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    global _debug
+    _debug = debug
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """One-line errors with an exit code: 2 for bad arguments, 1 for anything else."""
+    try:
+        return fn()
+    except VideolakeError as exc:
+        if _debug:
+            traceback.print_exc()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if _debug:
+            traceback.print_exc()
+        typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def run(
+    sources: List[str] = typer.Argument(..., help="Video files or folders (searched recursively)."),
+    out: str = typer.Option(..., "--out", "-o", help="The lake folder."),
+    detector: Optional[str] = typer.Option(None, help="Detector weights path or Ultralytics name [default: embedded person detector]."),
+    actions: Optional[str] = typer.Option(None, help="Action LSTM weights (.safetensors) [default: embedded model]."),
+    analysis_fps: Optional[float] = typer.Option(None, "--analysis-fps", help="Frames per second analysed; 0 = every frame [default: 8]."),
+    imgsz: Optional[int] = typer.Option(None, help="Detector input size [default: 640]."),
+    clip_seconds: Optional[float] = typer.Option(None, "--clip-seconds", help="Action clip length [default: 2.0]."),
+    conf: Optional[float] = typer.Option(None, help="Detection confidence threshold [default: 0.25]."),
+    tracker: Optional[str] = typer.Option(None, help="bytetrack or botsort [default: bytetrack]."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
+    workers: Optional[int] = typer.Option(None, help="Ray actors [default: what the cores or GPUs support]."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster [default: RAY_ADDRESS or a local Ray]."),
+    batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8]."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
+) -> None:
+    """Analyse videos into the lake and print a summary."""
+
+    def go() -> None:
+        from pipeline.config import RunConfig, load_config_file
+
+        base = load_config_file(config) if config else RunConfig()
+        cfg = base.merged(dict(
+            detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
+            conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
+        ))
+        _quiet_logs(verbose)
+        from flows.analyze import analyze
+
+        summary = analyze(sources=list(sources), lake=str(out), config=cfg.to_dict(), show_progress=not quiet)
+        typer.echo("\n".join(summary.lines()))
+
+    _guard(go)
+
+
+@app.command()
+def query(
+    lake: str = typer.Argument(..., help="The lake folder."),
+    sql: Optional[str] = typer.Argument(None, help="SQL over the views; omit to list the views."),
+    format: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+) -> None:
+    """SQL over the lake (DuckDB). Views: detections, clips, videos, runs, tracks."""
+
+    def go() -> None:
+        from pipeline import query as q
+
+        if format not in ("table", "csv", "json"):
+            raise ConfigError(f"--format must be table, csv or json, got {format!r}")
+        if sql is None:
+            for view in q.describe_views(lake):
+                cols = ", ".join(f"{n} {t}" for n, t in view.columns)
+                typer.echo(f"{view.name} ({view.rows} rows): {cols}")
+            return
+        _print_table(q.run_sql(lake, sql), format)
+
+    _guard(go)
+
+
+@app.command()
+def samples(directory: Path = typer.Argument(Path("samples"), help="Where to write the videos.")) -> None:
+    """Write the bundled real sample videos to DIRECTORY."""
+
+    def go() -> None:
+        from pipeline.samples import write_samples
+
+        for path in write_samples(directory):
+            typer.echo(str(path))
+
+    _guard(go)
+
+
+@app.command()
+def models() -> None:
+    """The default models: where each comes from, classes, sha256, size."""
+
+    def go() -> None:
+        from pipeline.models import action_classes, resolve_actions, resolve_detector
+
+        detector, actions = resolve_detector("default"), resolve_actions("default")
+        typer.echo(f"detector: {detector.path}\n  source: {detector.source}\n  sha256: {detector.sha256}\n"
+                   f"  size: {detector.size_bytes / 1e6:.1f} MB\n  classes: {', '.join(_detector_classes(detector.path))}")
+        typer.echo(f"actions: {actions.path}\n  source: {actions.source}\n  sha256: {actions.sha256}\n"
+                   f"  size: {actions.size_bytes / 1e3:.1f} kB\n  classes: {', '.join(action_classes(actions.path))}")
+
+    _guard(go)
+
+
+@app.command("train-actions")
+def train_actions(
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the .safetensors weights (a model card .md/.json goes beside)."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Train on generated kinematic sequences of the five default actions."),
+    n_train: int = typer.Option(20000, help="Synthetic training sequences."),
+    epochs: int = typer.Option(20, help="Maximum epochs (early stopping on the validation split)."),
+    seed: int = typer.Option(0, help="Random seed (training is reproducible for a seed)."),
+) -> None:
+    """Train the action LSTM and write weights plus a model card."""
+
+    def go() -> None:
+        if not synthetic:
+            raise ConfigError("only --synthetic training is available in this version")
+        from pipeline.train import train_synthetic
+
+        card = train_synthetic(out, n_train=n_train, epochs=epochs, seed=seed, log=typer.echo)
+        typer.echo(f"held-out accuracy {card['test_accuracy']:.3f}; wrote {out}")
+
+    _guard(go)
+
+
+def _detector_classes(path: str) -> list[str]:
+    from ultralytics import YOLO
+
+    return [str(v) for v in YOLO(path).names.values()]
+
+
+def _quiet_logs(verbose: bool) -> None:
+    """Keep the terminal for the progress bar and the summary unless --verbose."""
+    if verbose:
+        return
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
+
+
+def _print_table(table, fmt: str) -> None:  # noqa: ANN001 - a pyarrow.Table
+    rows = table.to_pylist()
+    if fmt == "json":
+        typer.echo(json.dumps(rows, default=str, indent=None))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=table.column_names)
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        out = Table(*table.column_names)
+        for row in rows:
+            out.add_row(*("" if v is None else str(v) for v in row.values()))
+        Console(width=200).print(out)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,123 @@
+"""Starting or joining Ray, sizing and placing the actor pool, handing videos to idle actors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+from dataclasses import dataclass
+from typing import Iterator
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+from pipeline.analyze import VideoJob, VideoResult
+from pipeline.config import RunConfig
+from pipeline.errors import ConfigError, VideolakeError
+from pipeline.models import ModelInfo
+from workers.actor import ProgressCounter, VideoWorker
+
+__all__ = ["WorkerPool", "WorkerLost", "ray_session", "plan_workers", "WorkerPlan"]
+
+_LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
+
+
+class WorkerLost(VideolakeError):
+    """The actor running a video died; the video can be retried on a restarted actor."""
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    workers: int
+    num_cpus: float
+    num_gpus: float
+    threads: int
+    device: str
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None) -> Iterator[str]:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a local Ray for the block."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        yield "existing"
+        return
+    env = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    if address:
+        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
+    else:
+        ray.init(
+            num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+            object_store_memory=_LOCAL_OBJECT_STORE_BYTES, runtime_env={"env_vars": env},
+        )
+    try:
+        yield address or "local"
+    finally:
+        ray.shutdown()
+
+
+def plan_workers(config: RunConfig) -> WorkerPlan:
+    """How many actors, with which resources, from the config and the cluster's resources.
+
+    CPU: actors of up to 4 threads each share the cluster's CPUs (fractions allowed, so
+    ``--workers`` above the CPU count still schedules). CUDA: one actor per GPU by default;
+    more workers than GPUs share them fractionally.
+    """
+    resources = ray.cluster_resources()
+    cpus = max(1, int(resources.get("CPU", 1)))
+    gpus = float(resources.get("GPU", 0))
+    device = config.device if config.device != "auto" else ("cuda" if gpus >= 1 else "cpu")
+    if device.startswith("cuda"):
+        if gpus <= 0:
+            raise ConfigError(f"device {config.device} needs a GPU, but the Ray cluster has none")
+        workers = config.workers or max(1, int(gpus))
+        return WorkerPlan(workers, num_cpus=1, num_gpus=min(1.0, gpus / workers), threads=2, device=device)
+    workers = config.workers or max(1, cpus // min(4, cpus))
+    return WorkerPlan(workers, num_cpus=cpus / workers, num_gpus=0, threads=max(1, cpus // workers), device="cpu")
+
+
+class WorkerPool:
+    """A fixed set of ``VideoWorker`` actors; ``process`` blocks until an actor is free."""
+
+    def __init__(self, config: RunConfig, detector: ModelInfo, actions: ModelInfo) -> None:
+        self.plan = plan_workers(config)
+        settings = {**config.to_dict(), "device": self.plan.device}
+        self.progress = ProgressCounter.remote()
+        self.actors = [
+            VideoWorker.options(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus).remote(
+                settings, detector.path, actions.path, self.plan.threads, self.progress
+            )
+            for _ in range(self.plan.workers)
+        ]
+        self._idle: queue.Queue = queue.Queue()
+        for actor in self.actors:
+            self._idle.put(actor)
+
+    def wait_ready(self) -> list[dict]:
+        """Block until every actor loaded its models; a model that cannot load raises here."""
+        try:
+            return ray.get([a.describe.remote() for a in self.actors])
+        except RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            if isinstance(cause, VideolakeError):
+                raise cause from None
+            raise
+
+    def process(self, job: VideoJob) -> VideoResult:
+        actor = self._idle.get()
+        try:
+            return ray.get(actor.process.remote(job))
+        except (RayActorError, WorkerCrashedError) as exc:
+            raise WorkerLost(f"worker died while analysing {job.info.uri}: {type(exc).__name__}") from None
+        finally:
+            self._idle.put(actor)
+
+    def frames_done(self) -> int:
+        return ray.get(self.progress.frames.remote())
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        with contextlib.suppress(Exception):
+            ray.kill(self.progress)
