@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -23,12 +23,17 @@ from pipeline.analyze import VideoJob, VideoResult
 from pipeline.config import RunConfig
 from pipeline.decode import VideoInfo, probe
 from pipeline.errors import DecodeError, SourceError
-from pipeline.lake import check_writable, table_path, write_table
-from pipeline.models import action_classes, resolve_actions, resolve_detector
-from pipeline.sources import VideoSource, discover
+from pipeline.lake import table_path, write_table
+from pipeline.models import action_classes
+from pipeline.plan import plan_run
+from pipeline.sources import VideoSource
 from flows.progress import RunProgress
 
 __all__ = ["analyze", "RunSummary", "VideoFailed"]
+
+
+# Task runs in flight at once: enough to keep every actor busy, bounded for huge listings.
+_MAX_IN_FLIGHT = 64
 
 
 class VideoFailed(Exception):
@@ -92,7 +97,7 @@ def analyze_video(job: VideoJob, pool) -> VideoResult:  # noqa: ANN001 - a Worke
     return result
 
 
-@flow(name="analyze", task_runner=ThreadPoolTaskRunner(max_workers=8))
+@flow(name="analyze", task_runner=ThreadPoolTaskRunner(max_workers=_MAX_IN_FLIGHT))
 def analyze(sources: list[str], lake: str, config: dict | None = None, show_progress: bool = True) -> RunSummary:
     """Analyse every video under ``sources`` into ``lake``; returns the run's summary."""
     from prefect.runtime import flow_run
@@ -103,12 +108,10 @@ def analyze(sources: list[str], lake: str, config: dict | None = None, show_prog
     t0 = time.perf_counter()
     logger = get_run_logger()
     cfg = RunConfig.from_mapping(config or {})
-    detector, actions = resolve_detector(cfg.detector), resolve_actions(cfg.actions)
-    check_writable(lake)
-    config_hash = cfg.config_hash(detector.sha256, actions.sha256)
+    plan = plan_run(sources, lake, cfg)
+    found, detector, actions, config_hash = plan.sources, plan.detector, plan.actions, plan.config_hash
     run_id = str(flow_run.id or uuid.uuid4())
     summary = RunSummary(run_id=run_id, lake=lake, config_hash=config_hash)
-    found = discover(sources)
     logger.info("found %d video(s); config %s", len(found), config_hash)
 
     results: list[VideoResult] = []
@@ -116,26 +119,9 @@ def analyze(sources: list[str], lake: str, config: dict | None = None, show_prog
         pool = WorkerPool(cfg, detector, actions)
         try:
             summary.workers = pool.plan.workers
-            probes = [(s, probe_video.submit(s)) for s in found]
             pool.wait_ready()  # a detector or action model that cannot load stops the run here
-            submitted: list[tuple[VideoSource, VideoInfo, PrefectFuture]] = []
-            for source, probed in probes:
-                outcome = probed.result(raise_on_failure=False)
-                if isinstance(outcome, VideoInfo):
-                    job = VideoJob(source.video_id, outcome, lake, run_id, config_hash)
-                    submitted.append((source, outcome, analyze_video.submit(job, pool)))
-                else:
-                    results.append(_result_of(outcome, source))
-            with RunProgress([info for _, info, _ in submitted], cfg.analysis_fps, enabled=show_progress) as progress:
-                while True:
-                    done = sum(f.state.is_final() for _, _, f in submitted)
-                    progress.update(videos_done=done, frames_done=pool.frames_done())
-                    if done == len(submitted):
-                        break
-                    time.sleep(0.5)
-            for source, info, future in submitted:
-                outcome = future.result(raise_on_failure=False)
-                results.append(outcome if isinstance(outcome, VideoResult) else _result_of(outcome, source, info))
+            with RunProgress(len(found), cfg.analysis_fps, enabled=show_progress) as progress:
+                results = _fan_out(found, pool, lake, run_id, config_hash, progress)
         finally:
             pool.shutdown()
 
@@ -163,6 +149,45 @@ def analyze(sources: list[str], lake: str, config: dict | None = None, show_prog
     for line in summary.lines():
         logger.info(line)
     return summary
+
+
+def _fan_out(found: list[VideoSource], pool, lake: str, run_id: str, config_hash: str,  # noqa: ANN001
+             progress: RunProgress) -> list[VideoResult]:
+    """Probe then analyse each video, keeping a bounded window of task runs in flight."""
+    window = min(_MAX_IN_FLIGHT, 2 * pool.plan.workers + 2)
+    waiting = deque(found)
+    probing: list[tuple[VideoSource, PrefectFuture]] = []
+    analysing: list[tuple[VideoSource, VideoInfo, PrefectFuture]] = []
+    results: list[VideoResult] = []
+    while waiting or probing or analysing:
+        while waiting and len(probing) + len(analysing) < window:
+            source = waiting.popleft()
+            probing.append((source, probe_video.submit(source)))
+        still_probing = []
+        for source, future in probing:
+            if not future.state.is_final():
+                still_probing.append((source, future))
+                continue
+            outcome = future.result(raise_on_failure=False)
+            if isinstance(outcome, VideoInfo):
+                progress.expect(outcome)
+                job = VideoJob(source.video_id, outcome, lake, run_id, config_hash)
+                analysing.append((source, outcome, analyze_video.submit(job, pool)))
+            else:
+                results.append(_result_of(outcome, source))
+        still_analysing = []
+        for source, info, future in analysing:
+            if not future.state.is_final():
+                still_analysing.append((source, info, future))
+                continue
+            outcome = future.result(raise_on_failure=False)
+            results.append(outcome if isinstance(outcome, VideoResult) else _result_of(outcome, source, info))
+        changed = len(still_probing) != len(probing) or len(still_analysing) != len(analysing)
+        probing, analysing = still_probing, still_analysing
+        progress.update(videos_done=len(results), frames_done=pool.frames_done())
+        if not changed:
+            time.sleep(0.25)
+    return results
 
 
 def _result_of(outcome: object, source: VideoSource, info: VideoInfo | None = None) -> VideoResult:

@@ -25,9 +25,10 @@ def expected_frames(info: VideoInfo, analysis_fps: float) -> int:
 class RunProgress:
     """Videos and frames done, frames/s and ETA."""
 
-    def __init__(self, infos: list[VideoInfo], analysis_fps: float, enabled: bool = True) -> None:
-        self.videos_total = len(infos)
-        self.frames_total = sum(expected_frames(i, analysis_fps) for i in infos)
+    def __init__(self, videos_total: int, analysis_fps: float, enabled: bool = True) -> None:
+        self.videos_total = videos_total
+        self.analysis_fps = analysis_fps
+        self.frames_total = 0  # grows as probes report each video's length
         self.enabled = enabled
         self.interactive = enabled and sys.stderr.isatty()
         self._bar: Any = None
@@ -47,6 +48,12 @@ class RunProgress:
             self._videos = self._bar.add_task("videos", total=self.videos_total, rate="")
             self._frames = self._bar.add_task("frames", total=self.frames_total, rate="")
         return self
+
+    def expect(self, info: VideoInfo) -> None:
+        """Add a probed video's expected frames to the total."""
+        self.frames_total += expected_frames(info, self.analysis_fps)
+        if self._bar is not None:
+            self._bar.update(self._frames, total=self.frames_total)
 
     def update(self, videos_done: int, frames_done: int) -> None:
         if not self.enabled:

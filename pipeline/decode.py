@@ -95,12 +95,7 @@ def probe(uri: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             raise DecodeError(f"{uri}: declared frame size {width}x{height} exceeds the limit of {max_pixels} pixels")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else None
-        if stream.duration is not None and stream.time_base is not None:
-            duration_s: float | None = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration_s = container.duration / av.time_base
-        else:
-            duration_s = None
+        duration_s = _duration_s(container, stream)
         n_frames = stream.frames or (round(duration_s * fps) if duration_s and fps else None)
         return VideoInfo(
             uri=uri, duration_s=duration_s, fps=fps, width=width, height=height,
@@ -129,6 +124,7 @@ def iter_frames(
         rate = stream.average_rate or stream.guessed_rate
         nominal_dt_s = 1.0 / float(rate) if rate else 1.0 / 25
         start_pts = stream.start_time
+        declared_s = _duration_s(container, stream)
         consecutive_errors = 0
         packets = container.demux(stream)
         while True:
@@ -162,7 +158,6 @@ def iter_frames(
                 if sampler.take(t_s):
                     stats.frames_sampled += 1
                     yield Frame(image=frame.to_ndarray(format="bgr24"), frame_index=index, t_s=t_s)
-    declared_s = _declared_duration_s(uri)
     if declared_s and stats.last_t_s is not None and stats.last_t_s + 2 * nominal_dt_s < 0.95 * declared_s:
         stats.warnings.append(f"decoded up to {stats.last_t_s:.2f} s of a declared {declared_s:.2f} s (truncated?)")
     if stats.packet_errors:
@@ -172,11 +167,12 @@ def iter_frames(
         raise DecodeError(f"{uri}: no frame could be decoded{detail}")
 
 
-def _declared_duration_s(uri: str) -> float | None:
-    try:
-        return probe(uri).duration_s
-    except (DecodeError, SourceError):
-        return None
+def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
 
 
 def _open(uri: str) -> av.container.InputContainer:

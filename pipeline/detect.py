@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.errors import ModelError
+from pipeline.features import person_class_ids
 
 __all__ = ["Detections", "Detector", "resolve_device"]
 
@@ -48,6 +49,8 @@ class Detections:
         return len(self.xyxy)
 
     def __getitem__(self, index: Any) -> Detections:
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
         return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.tracker_id[index])
 
     @classmethod
@@ -80,7 +83,9 @@ def resolve_device(device: str) -> str:
 class Detector:
     """A YOLO model loaded once, run on batches of BGR frames."""
 
-    def __init__(self, weights: str, imgsz: int = 640, conf: float = 0.25, device: str = "cpu") -> None:
+    def __init__(
+        self, weights: str, imgsz: int = 640, conf: float = 0.25, device: str = "cpu", agnostic_nms: bool | None = None
+    ) -> None:
         from ultralytics import YOLO
 
         try:
@@ -92,11 +97,15 @@ class Detector:
         self.device = resolve_device(device)
         self.half = self.device.startswith("cuda")
         self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
+        # Detectors whose classes are all states of a person (the default: Normal/Fall) must not
+        # keep two boxes of different classes on one person: suppress across classes there.
+        self.agnostic_nms = agnostic_nms if agnostic_nms is not None else person_class_ids(self.names) == set(self.names)
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if not images:
             return []
         results = self.model.predict(
-            list(images), imgsz=self.imgsz, conf=self.conf, device=self.device, half=self.half, verbose=False
+            list(images), imgsz=self.imgsz, conf=self.conf, device=self.device, half=self.half,
+            agnostic_nms=self.agnostic_nms, verbose=False,
         )
         return [Detections.from_ultralytics(r) for r in results]

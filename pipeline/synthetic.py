@@ -54,13 +54,14 @@ def _one_track(label: int, rng: np.random.Generator) -> SyntheticTrack:
     t = t + rng.normal(0, 0.1 / fps, len(t)) * (rng.random() < 0.3)  # jittery timestamps (VFR)
     t = np.sort(t)
     frame_w, frame_h = _FRAME_SIZES[rng.integers(len(_FRAME_SIZES))]
-    height0 = frame_h * rng.uniform(0.1, 0.8)
-    upright_aspect = rng.uniform(0.28, 0.5)
+    height0 = frame_h * rng.uniform(0.1, 1.0)
+    close_up = action in ("standing", "walking") and rng.random() < 0.2  # upper body only, e.g. seated
+    upright_aspect = rng.uniform(0.6, 1.2) if close_up else rng.uniform(0.28, 0.5)
     cx0 = frame_w * rng.uniform(0.15, 0.85)
     foot0 = frame_h * rng.uniform(0.45, 0.98)
 
     # Motion in body heights per second; depth motion shows as a change of scale.
-    speed = {"standing": rng.uniform(0.0, 0.1), "walking": rng.uniform(0.35, 1.3), "running": rng.uniform(1.6, 4.0),
+    speed = {"standing": rng.uniform(0.0, 0.15), "walking": rng.uniform(0.35, 1.3), "running": rng.uniform(1.6, 4.0),
              "falling": rng.uniform(0.0, 0.8), "lying": rng.uniform(0.0, 0.06)}[action]
     heading = rng.uniform(0, 2 * np.pi)
     lateral, depth = speed * np.cos(heading), speed * np.sin(heading)
@@ -91,8 +92,11 @@ def _one_track(label: int, rng: np.random.Generator) -> SyntheticTrack:
     box_w = height * aspect * (1 - down) + lying_len * np.exp(log_scale) * down
     xyxy = np.stack([cx - box_w / 2, foot - box_h, cx + box_w / 2, foot], axis=1)
 
-    noise = rng.uniform(0.005, 0.04)
+    noise = rng.uniform(0.005, 0.06)
     xyxy = xyxy + rng.normal(0, noise, xyxy.shape) * box_h[:, None]
+    if rng.random() < 0.3:  # a shaking camera moves the whole box
+        shake = rng.normal(0, rng.uniform(0.005, 0.04), (len(t), 2)) * box_h[:, None]
+        xyxy = xyxy + np.hstack([shake, shake])  # same (dx, dy) for both corners
     xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, frame_w)
     xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, frame_h)
     xyxy[:, 2] = np.maximum(xyxy[:, 2], xyxy[:, 0] + 2)

@@ -167,7 +167,9 @@ def _model_card_markdown(card: dict, result: Evaluation) -> str:
 - Features per frame ({len(card['features'])}): {', '.join(card['features'])}
 - Training data: synthetic detector output for one person per clip (`pipeline/synthetic.py`):
   frame rates 4–30 fps with timestamp jitter, clips of 1–4 s, seven frame sizes from 176x144 to 1920x1080,
-  people 10–80 % of the frame height, box noise, missed detections and occlusion gaps, depth motion,
+  people 10–100 % of the frame height (boxes clipped at the frame's edges), upper-body close-ups
+  (e.g. a seated person), box noise of 0.5–6 % of the box height, camera shake, missed detections
+  and occlusion gaps, depth motion,
   a detector with a fall class (70 %) or without one (30 %). Data sha256 {card['data_sha256'][:16]}, {card['data']}.
 - Held-out accuracy on fresh synthetic data: **{card['test_accuracy']:.3f}**
 

@@ -76,6 +76,9 @@ def run(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
             conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
         ))
+        from pipeline.plan import plan_run
+
+        plan_run(sources, out, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
         _quiet_logs(verbose)
         from flows.analyze import analyze
 
@@ -166,17 +169,21 @@ def _detector_classes(path: str) -> list[str]:
 
 def _quiet_logs(verbose: bool) -> None:
     """Keep the terminal for the progress bar and the summary unless --verbose."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if verbose:
         return
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Failures are reported once, by the summary or the one-line error; not again as tracebacks.
+    for name, level in (("PREFECT_LOGGING_LEVEL", "WARNING"),
+                        ("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "CRITICAL"),
+                        ("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "CRITICAL")):
+        os.environ.setdefault(name, level)
     logging.getLogger("prefect").setLevel(logging.WARNING)
-    logging.getLogger("prefect.task_runs").setLevel(logging.CRITICAL)
 
 
 def _print_table(table, fmt: str) -> None:  # noqa: ANN001 - a pyarrow.Table
     rows = table.to_pylist()
     if fmt == "json":
-        typer.echo(json.dumps(rows, default=str, indent=None))
+        typer.echo(json.dumps(rows, default=_json_default))
     elif fmt == "csv":
         import csv
 
@@ -189,8 +196,26 @@ def _print_table(table, fmt: str) -> None:  # noqa: ANN001 - a pyarrow.Table
 
         out = Table(*table.column_names)
         for row in rows:
-            out.add_row(*("" if v is None else str(v) for v in row.values()))
+            out.add_row(*(_cell(v) for v in row.values()))
         Console(width=200).print(out)
+
+
+def _json_default(value: object) -> object:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):  # DuckDB's sum() of integers is a HUGEINT
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return str(value)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
 
 from pipeline.analyze import VideoJob, VideoResult
 from pipeline.config import RunConfig
@@ -42,13 +44,12 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     if ray.is_initialized():
         yield "existing"
         return
-    env = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
     if address:
-        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
         ray.init(
             num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-            object_store_memory=_LOCAL_OBJECT_STORE_BYTES, runtime_env={"env_vars": env},
+            object_store_memory=_LOCAL_OBJECT_STORE_BYTES, logging_level=logging.ERROR,
         )
     try:
         yield address or "local"
@@ -76,6 +77,19 @@ def plan_workers(config: RunConfig) -> WorkerPlan:
     return WorkerPlan(workers, num_cpus=cpus / workers, num_gpus=0, threads=max(1, cpus // workers), device="cpu")
 
 
+def _await_alive(actor, timeout_s: float = 300.0) -> None:  # noqa: ANN001 - a VideoWorker handle
+    """Wait for a restarted actor to finish its constructor (loading its models)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(actor.describe.remote(), timeout=10)
+            return
+        except (ActorUnavailableError, GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 class WorkerPool:
     """A fixed set of ``VideoWorker`` actors; ``process`` blocks until an actor is free."""
 
@@ -89,6 +103,7 @@ class WorkerPool:
             )
             for _ in range(self.plan.workers)
         ]
+        self._restarting: set = set()
         self._idle: queue.Queue = queue.Queue()
         for actor in self.actors:
             self._idle.put(actor)
@@ -106,8 +121,12 @@ class WorkerPool:
     def process(self, job: VideoJob) -> VideoResult:
         actor = self._idle.get()
         try:
+            if actor in self._restarting:
+                _await_alive(actor)
+                self._restarting.discard(actor)
             return ray.get(actor.process.remote(job))
-        except (RayActorError, WorkerCrashedError) as exc:
+        except (RayActorError, ActorUnavailableError, WorkerCrashedError) as exc:
+            self._restarting.add(actor)  # Ray restarts it; the next video waits until it is back
             raise WorkerLost(f"worker died while analysing {job.info.uri}: {type(exc).__name__}") from None
         finally:
             self._idle.put(actor)

@@ -1,0 +1,36 @@
+"""Everything a run needs settled before any video is touched: sources, models, lake, config hash.
+
+The CLI calls ``plan_run`` first so bad arguments fail in a second with one line; the flow
+calls it again (deployments start there).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from pipeline.config import RunConfig
+from pipeline.lake import check_writable
+from pipeline.models import ModelInfo, resolve_actions, resolve_detector
+from pipeline.sources import VideoSource, discover
+
+__all__ = ["RunPlan", "plan_run"]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    config: RunConfig
+    sources: list[VideoSource]
+    detector: ModelInfo
+    actions: ModelInfo
+    lake: str
+    config_hash: str
+
+
+def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[str], config: RunConfig) -> RunPlan:
+    """Raises ``ConfigError``, ``SourceError``, ``ModelError`` or ``LakeError`` naming what is wrong."""
+    found = discover(sources)
+    detector, actions = resolve_detector(config.detector), resolve_actions(config.actions)
+    check_writable(lake)
+    return RunPlan(config, found, detector, actions, os.fspath(lake), config.config_hash(detector.sha256, actions.sha256))
