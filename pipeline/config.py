@@ -39,6 +39,7 @@ class RunConfig:
     workers: int | None = None
     ray_address: str | None = None
     batch: int = 8
+    gpus_per_worker: float | None = None
     min_track_frames: int = 4
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -51,6 +52,8 @@ class RunConfig:
         _check(_valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _check(self.gpus_per_worker is None or 0 < self.gpus_per_worker <= 8,
+               f"gpus_per_worker must be in (0, 8] (fractions share a GPU), got {self.gpus_per_worker}")
         _check(self.min_track_frames >= 1, f"min_track_frames must be >= 1, got {self.min_track_frames}")
 
     @classmethod
@@ -121,7 +124,7 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(f"{name} must be an integer, got {value!r}")
         return int(value)
-    if kind == "float":
+    if "float" in kind:
         if isinstance(value, bool):
             raise ValueError(f"{name} must be a number, got {value!r}")
         return float(value)

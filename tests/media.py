@@ -81,7 +81,7 @@ def make_corpus(directory: Path) -> dict[str, MediaAsset]:
     assets["odd_size"] = encode(directory / "odd_size.mp4", odd, fps=25)
     assets["mjpeg_avi"] = encode(directory / "mjpeg.avi", people[:40], fps=15, codec="mjpeg", pix_fmt="yuvj420p")
 
-    for ext, key in (("mkv", "truncated"), ("mp4", "truncated_mp4")):
+    for ext in ("mkv", "mp4"):
         full = encode(directory / f"truncated_src.{ext}", people, fps=25)
         data = full.path.read_bytes()
         (directory / f"truncated.{ext}").write_bytes(data[: int(len(data) * 0.6)])

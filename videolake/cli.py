@@ -62,6 +62,7 @@ def run(
     workers: Optional[int] = typer.Option(None, help="Ray actors [default: what the cores or GPUs support]."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster [default: RAY_ADDRESS or a local Ray]."),
     batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8]."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
@@ -75,6 +76,7 @@ def run(
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
             conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
+            gpus_per_worker=gpus_per_worker,
         ))
         from pipeline.plan import plan_run
 

@@ -62,7 +62,7 @@ def plan_workers(config: RunConfig) -> WorkerPlan:
 
     CPU: actors of up to 4 threads each share the cluster's CPUs (fractions allowed, so
     ``--workers`` above the CPU count still schedules). CUDA: one actor per GPU by default;
-    more workers than GPUs share them fractionally.
+    ``gpus_per_worker`` below 1 (or more workers than GPUs) shares a GPU between actors.
     """
     resources = ray.cluster_resources()
     cpus = max(1, int(resources.get("CPU", 1)))
@@ -71,8 +71,10 @@ def plan_workers(config: RunConfig) -> WorkerPlan:
     if device.startswith("cuda"):
         if gpus <= 0:
             raise ConfigError(f"device {config.device} needs a GPU, but the Ray cluster has none")
-        workers = config.workers or max(1, int(gpus))
-        return WorkerPlan(workers, num_cpus=1, num_gpus=min(1.0, gpus / workers), threads=2, device=device)
+        share = config.gpus_per_worker
+        workers = config.workers or max(1, int(gpus / share) if share else int(gpus))
+        share = share or min(1.0, gpus / workers)
+        return WorkerPlan(workers, num_cpus=1, num_gpus=share, threads=2, device=device)
     workers = config.workers or max(1, cpus // min(4, cpus))
     return WorkerPlan(workers, num_cpus=cpus / workers, num_gpus=0, threads=max(1, cpus // workers), device="cpu")
 

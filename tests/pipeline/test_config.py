@@ -21,6 +21,7 @@ def test_defaults_match_the_documented_cli_defaults():
         ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
         ({"workers": 0}, "workers must be >= 1"),
         ({"imgsz": 320.5}, "imgsz must be an integer"),
+        ({"gpus_per_worker": 0}, "gpus_per_worker must be in"),
         ({"colour": "red"}, "unknown setting 'colour'"),
     ],
 )

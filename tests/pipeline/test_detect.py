@@ -52,3 +52,14 @@ def test_bad_weights_are_a_model_error(tmp_path):
     bad.write_bytes(b"not weights")
     with pytest.raises(ModelError, match="cannot load detector"):
         Detector(str(bad))
+
+
+@pytest.mark.needs_cuda
+def test_cuda_detector_runs_in_half_precision_and_agrees_with_cpu():
+    frames = real_frames("carphone_pristine.mp4", limit=4)
+    gpu = Detector(str(default_detector_path()), imgsz=320, device="cuda")
+    cpu = Detector(str(default_detector_path()), imgsz=320, device="cpu")
+    assert gpu.half
+    for a, b in zip(gpu(frames), cpu(frames)):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=3.0)
