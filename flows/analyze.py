@@ -1,8 +1,9 @@
-"""The ``analyze`` flow: discover → probe → fan out to Ray actors → gather → write the run record.
+"""The ``analyze`` flow: discover → skip what the lake has → probe → shard → Ray actors → stitch → run record.
 
-Each video is one Prefect task run with its own state: ``Completed`` when analysed,
-``Failed`` (with the reason) when the video is bad. Lost workers are retried by Prefect;
-bad videos are not (a decode error would fail the same way again).
+Each video's probe and each shard are Prefect task runs with their own state. A shard whose
+video is bad ends Failed with the reason and is not retried; a shard whose worker died is
+retried (``retries=2``). Work already committed in the lake's ledger is never redone, so a
+rerun after a crash (or a scheduled rerun) processes only what is missing.
 """
 
 from __future__ import annotations
@@ -19,33 +20,36 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline.analyze import VideoJob, VideoResult
+from flows.progress import RunProgress
+from pipeline.analyze import ShardJob, ShardResult, error_kind
 from pipeline.config import RunConfig
 from pipeline.decode import VideoInfo, probe
-from pipeline.errors import DecodeError, SourceError
+from pipeline.errors import VideolakeError
 from pipeline.lake import table_path, write_table
+from pipeline.ledger import read_lake_state
 from pipeline.models import action_classes
 from pipeline.plan import plan_run
+from pipeline.shards import Shard, plan_shards
 from pipeline.sources import VideoSource
-from flows.progress import RunProgress
+from pipeline.stitch import VideoOutcome, finalize_video
 
-__all__ = ["analyze", "RunSummary", "VideoFailed"]
-
+__all__ = ["analyze", "RunSummary", "BadVideo"]
 
 # Task runs in flight at once: enough to keep every actor busy, bounded for huge listings.
 _MAX_IN_FLIGHT = 64
 
 
-class VideoFailed(Exception):
-    """Raised by a video's task so Prefect marks it Failed; carries the result for the lake."""
+class BadVideo(Exception):
+    """Raised by a task so Prefect marks it Failed without retrying: the input is at fault."""
 
-    def __init__(self, result: VideoResult) -> None:
-        super().__init__(result.error)
+    def __init__(self, kind: str, message: str, result: ShardResult | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
         self.result = result
 
 
 def _retry_unless_bad_video(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
-    return not isinstance(state.data, VideoFailed)
+    return not isinstance(state.data, BadVideo)
 
 
 @dataclass
@@ -55,7 +59,14 @@ class RunSummary:
     config_hash: str
     videos_ok: int = 0
     videos_failed: int = 0
+    videos_done_before: int = 0
+    videos_quarantined: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    shards_total: int = 0
+    shards_done_before: int = 0
+    shards_processed: int = 0
+    shards_failed: int = 0
     frames_analyzed: int = 0
     n_detections: int = 0
     n_tracks: int = 0
@@ -67,83 +78,121 @@ class RunSummary:
     def frames_per_s(self) -> float:
         return self.frames_analyzed / self.wall_s if self.wall_s > 0 else 0.0
 
+    def add(self, outcome: VideoOutcome) -> None:
+        if outcome.status == "ok":
+            self.videos_ok += 1
+        else:
+            self.videos_failed += 1
+            self.failures.append((outcome.uri, outcome.error or "unknown error"))
+        self.frames_analyzed += outcome.frames_analyzed
+        self.n_detections += outcome.n_detections
+        self.n_tracks += outcome.n_tracks
+        self.clips_by_action = dict(Counter(self.clips_by_action) + Counter(outcome.clips_by_action))
+
     def lines(self) -> list[str]:
+        new = self.videos_ok + self.videos_failed
         out = [
             f"run {self.run_id} → {self.lake} (config {self.config_hash})",
-            f"videos: {self.videos_ok} ok, {self.videos_failed} failed",
+            f"videos: {self.videos_ok} ok, {self.videos_failed} failed; {new} new, {self.videos_done_before} already done"
+            + (f", {self.videos_quarantined} quarantined" if self.videos_quarantined else ""),
+            f"shards: {self.shards_processed} processed, {self.shards_failed} failed, "
+            f"{self.shards_done_before} already done, {self.shards_total} in all",
             f"frames analysed: {self.frames_analyzed}  detections: {self.n_detections}  tracks: {self.n_tracks}",
             "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none"),
             f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",
         ]
         out += [f"failed: {uri}: {error}" for uri, error in self.failures]
+        out += [f"quarantined (use --retry-failed): {uri}: {error}" for uri, error in self.quarantined]
         return out
 
 
 @task(name="probe", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
       retry_condition_fn=_retry_unless_bad_video, task_run_name="probe {source.video_id}")
-def probe_video(source: VideoSource) -> VideoInfo:
+def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float) -> VideoInfo:
     try:
-        return probe(source.uri)
-    except (SourceError, DecodeError) as exc:
-        raise VideoFailed(VideoResult.failed(source.video_id, source.uri, str(exc))) from None
+        return probe(source.uri, max_pixels=max_pixels, max_duration_s=max_duration_s)
+    except VideolakeError as exc:
+        raise BadVideo(error_kind(exc), str(exc)) from None
 
 
-@task(name="analyze-video", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
-      retry_condition_fn=_retry_unless_bad_video, task_run_name="analyze {job.video_id}")
-def analyze_video(job: VideoJob, pool) -> VideoResult:  # noqa: ANN001 - a WorkerPool; kept untyped for Prefect
-    result = pool.process(job)
+@task(name="analyze-shard", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
+      retry_condition_fn=_retry_unless_bad_video, task_run_name="analyze {job.video_id} {job.shard.index}")
+def analyze_shard(job: ShardJob, pool, timeout_s: float) -> ShardResult:  # noqa: ANN001 - a WorkerPool
+    from prefect.runtime import task_run
+
+    from workers.pool import ShardTimeout
+
+    try:
+        result = pool.process(job, timeout_s=timeout_s)
+    except ShardTimeout as exc:
+        raise BadVideo("timeout", str(exc)) from None
     if result.status != "ok":
-        raise VideoFailed(result)
+        raise BadVideo(result.error_kind or "internal", result.error or "failed", result)
+    result.attempts = task_run.run_count  # type: ignore[attr-defined]
     return result
 
 
-@flow(name="analyze", task_runner=ThreadPoolTaskRunner(max_workers=_MAX_IN_FLIGHT))
-def analyze(sources: list[str], lake: str, config: dict | None = None, show_progress: bool = True) -> RunSummary:
-    """Analyse every video under ``sources`` into ``lake``; returns the run's summary."""
-    from prefect.runtime import flow_run
+@dataclass
+class _Video:
+    source: VideoSource
+    info: VideoInfo | None = None
+    shards: list[Shard] = field(default_factory=list)
+    running: dict[int, tuple[ShardJob, PrefectFuture]] = field(default_factory=dict)
+    failures: dict[int, tuple[str, str]] = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
 
-    from workers.pool import WorkerPool, ray_session
+
+@flow(name="analyze", task_runner=ThreadPoolTaskRunner(max_workers=_MAX_IN_FLIGHT))
+def analyze(
+    sources: list[str], lake: str, config: dict | None = None, show_progress: bool = True, retry_failed: bool = False,
+) -> RunSummary:
+    """Analyse every new or changed video under ``sources`` into ``lake``; returns the run's summary."""
+    from prefect.runtime import flow_run
 
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     logger = get_run_logger()
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
-    found, detector, actions, config_hash = plan.sources, plan.detector, plan.actions, plan.config_hash
     run_id = str(flow_run.id or uuid.uuid4())
-    summary = RunSummary(run_id=run_id, lake=lake, config_hash=config_hash)
-    logger.info("found %d video(s); config %s", len(found), config_hash)
-
-    results: list[VideoResult] = []
-    with ray_session(cfg.ray_address):
-        pool = WorkerPool(cfg, detector, actions)
-        try:
-            summary.workers = pool.plan.workers
-            pool.wait_ready()  # a detector or action model that cannot load stops the run here
-            with RunProgress(len(found), cfg.analysis_fps, enabled=show_progress) as progress:
-                results = _fan_out(found, pool, lake, run_id, config_hash, progress)
-        finally:
-            pool.shutdown()
-
-    for result in results:
-        write_table(table_path(lake, "videos", result.video_id, config_hash), "videos", [result.to_row(run_id)])
-        if result.status == "ok":
-            summary.videos_ok += 1
-            summary.frames_analyzed += result.frames_analyzed
-            summary.n_detections += result.n_detections
-            summary.n_tracks += result.n_tracks
-            summary.clips_by_action = dict(Counter(summary.clips_by_action) + Counter(result.clips_by_action))
+    summary = RunSummary(run_id=run_id, lake=lake, config_hash=plan.config_hash)
+    state = read_lake_state(lake, plan.config_hash)
+    todo: list[VideoSource] = []
+    for source in plan.sources:
+        reason = state.quarantine_reason(source)
+        if state.is_done(source):
+            summary.videos_done_before += 1
+        elif reason and not retry_failed:
+            summary.videos_quarantined += 1
+            summary.quarantined.append((source.uri, reason))
         else:
-            summary.videos_failed += 1
-            summary.failures.append((result.uri, result.error or "unknown error"))
+            todo.append(source)
+    logger.info("%d video(s): %d to analyse, %d already done, %d quarantined", len(plan.sources), len(todo),
+                summary.videos_done_before, summary.videos_quarantined)
+    if todo:
+        from workers.pool import WorkerPool, ray_session
+
+        with ray_session(cfg.ray_address):
+            pool = WorkerPool(cfg, plan.detector, plan.actions)
+            try:
+                summary.workers = pool.plan.workers
+                pool.wait_ready()  # a detector or action model that cannot load stops the run here
+                with RunProgress(len(todo), cfg.analysis_fps, enabled=show_progress) as progress:
+                    _fan_out(todo, pool, cfg, plan.config_hash, lake, run_id, state, summary, progress)
+            finally:
+                pool.shutdown()
     summary.wall_s = time.perf_counter() - t0
-    write_table(table_path(lake, "runs", run_id), "runs", [{
+    write_table(table_path(lake, "runs", run_id=run_id), "runs", [{
         "run_id": run_id, "started_at": started_at, "finished_at": datetime.now(timezone.utc),
-        "config": json.dumps(cfg.to_dict(), sort_keys=True), "config_hash": config_hash,
-        "detector": detector.name, "detector_sha256": detector.sha256,
-        "action_model": actions.name, "action_model_sha256": actions.sha256,
-        "action_classes": list(action_classes(actions.path)),
+        "config": json.dumps(cfg.to_dict(), sort_keys=True), "config_hash": plan.config_hash,
+        "detector": plan.detector.name, "detector_sha256": plan.detector.sha256,
+        "action_model": plan.actions.name, "action_model_sha256": plan.actions.sha256,
+        "action_classes": list(action_classes(plan.actions.path)),
         "videos_ok": summary.videos_ok, "videos_failed": summary.videos_failed,
+        "videos_done_before": summary.videos_done_before, "videos_quarantined": summary.videos_quarantined,
+        "shards_total": summary.shards_total, "shards_done_before": summary.shards_done_before,
+        "shards_processed": summary.shards_processed, "shards_failed": summary.shards_failed,
         "frames_analyzed": summary.frames_analyzed, "wall_s": summary.wall_s,
     }])
     for line in summary.lines():
@@ -151,47 +200,85 @@ def analyze(sources: list[str], lake: str, config: dict | None = None, show_prog
     return summary
 
 
-def _fan_out(found: list[VideoSource], pool, lake: str, run_id: str, config_hash: str,  # noqa: ANN001
-             progress: RunProgress) -> list[VideoResult]:
-    """Probe then analyse each video, keeping a bounded window of task runs in flight."""
+def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: str, run_id: str,  # noqa: ANN001
+             state, summary: RunSummary, progress: RunProgress) -> None:  # noqa: ANN001 - LakeState
+    """Probe, shard and analyse, keeping a bounded window of task runs in flight."""
     window = min(_MAX_IN_FLIGHT, 2 * pool.plan.workers + 2)
-    waiting = deque(found)
-    probing: list[tuple[VideoSource, PrefectFuture]] = []
-    analysing: list[tuple[VideoSource, VideoInfo, PrefectFuture]] = []
-    results: list[VideoResult] = []
-    while waiting or probing or analysing:
-        while waiting and len(probing) + len(analysing) < window:
-            source = waiting.popleft()
-            probing.append((source, probe_video.submit(source)))
-        still_probing = []
-        for source, future in probing:
-            if not future.state.is_final():
-                still_probing.append((source, future))
-                continue
-            outcome = future.result(raise_on_failure=False)
-            if isinstance(outcome, VideoInfo):
-                progress.expect(outcome)
-                job = VideoJob(source.video_id, outcome, lake, run_id, config_hash)
-                analysing.append((source, outcome, analyze_video.submit(job, pool)))
+    waiting = deque(todo)
+    probing: list[tuple[_Video, PrefectFuture]] = []
+    ready: deque[tuple[_Video, ShardJob]] = deque()
+    active: list[_Video] = []
+    while waiting or probing or ready or active:
+        in_flight = len(probing) + sum(len(v.running) for v in active)
+        while in_flight < window and (ready or waiting):
+            if ready:
+                video, job = ready.popleft()
+                video.running[job.shard.index] = (job, analyze_shard.submit(job, pool, cfg.shard_timeout_s))
             else:
-                results.append(_result_of(outcome, source))
-        still_analysing = []
-        for source, info, future in analysing:
+                video = _Video(waiting.popleft())
+                probing.append((video, probe_video.submit(video.source, cfg.max_pixels, cfg.max_duration_s)))
+            in_flight += 1
+        changed = False
+        for video, future in list(probing):
             if not future.state.is_final():
-                still_analysing.append((source, info, future))
                 continue
+            changed = True
+            probing.remove((video, future))
             outcome = future.result(raise_on_failure=False)
-            results.append(outcome if isinstance(outcome, VideoResult) else _result_of(outcome, source, info))
-        changed = len(still_probing) != len(probing) or len(still_analysing) != len(analysing)
-        probing, analysing = still_probing, still_analysing
-        progress.update(videos_done=len(results), frames_done=pool.frames_done())
+            if not isinstance(outcome, VideoInfo):
+                kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("internal", repr(outcome))
+                video.info = VideoInfo(video.source.uri, None, None, 0, 0, "unknown", None)
+                video.failures[0] = (kind, message)
+                summary.add(finalize_video(lake, config_hash, run_id, video.source.video_id, video.source.content_key,
+                                           video.info, [], video.failures, time.perf_counter() - video.started))
+                progress.update(videos_done=summary.videos_ok + summary.videos_failed, frames_done=pool.frames_done())
+                continue
+            video.info = outcome
+            video.shards = plan_shards(outcome, cfg.shard_seconds, cfg.clip_seconds)
+            summary.shards_total += len(video.shards)
+            progress.expect(outcome)
+            for shard in video.shards:
+                if state.shard_committed(video.source, shard.key()):
+                    summary.shards_done_before += 1
+                    video.records.append(_record(video, shard, "done_before", run_id))
+                else:
+                    ready.append((video, ShardJob(video.source.video_id, video.source.content_key, outcome, shard,
+                                                  lake, run_id, config_hash)))
+            active.append(video)
+        for video in list(active):
+            for index, (job, future) in list(video.running.items()):
+                if not future.state.is_final():
+                    continue
+                changed = True
+                del video.running[index]
+                outcome = future.result(raise_on_failure=False)
+                shard = job.shard
+                if isinstance(outcome, ShardResult):
+                    summary.shards_processed += 1
+                    video.records.append(_record(video, shard, "ok", run_id, outcome))
+                else:
+                    kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("worker", str(outcome))
+                    summary.shards_failed += 1
+                    video.failures[index] = (kind, message)
+                    video.records.append(_record(video, shard, "failed", run_id, getattr(outcome, "result", None),
+                                                 error=message, attempts=1 if isinstance(outcome, BadVideo) else 3))
+            queued = any(v is video for v, _ in ready)
+            if not video.running and not queued:
+                active.remove(video)
+                write_table(table_path(lake, "shards", run_id=run_id, video_id=video.source.video_id), "shards", video.records)
+                summary.add(finalize_video(lake, config_hash, run_id, video.source.video_id, video.source.content_key,
+                                           video.info, video.shards, video.failures, time.perf_counter() - video.started))
+        progress.update(videos_done=summary.videos_ok + summary.videos_failed, frames_done=pool.frames_done())
         if not changed:
             time.sleep(0.25)
-    return results
 
 
-def _result_of(outcome: object, source: VideoSource, info: VideoInfo | None = None) -> VideoResult:
-    if isinstance(outcome, VideoFailed):
-        return outcome.result
-    message = f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, BaseException) else f"unexpected outcome {outcome!r}"
-    return VideoResult.failed(source.video_id, source.uri, message, info)
+def _record(video: _Video, shard: Shard, status: str, run_id: str, result: ShardResult | None = None,
+            error: str | None = None, attempts: int | None = None) -> dict:
+    return {
+        "video_id": video.source.video_id, "content_key": video.source.content_key, "shard_index": shard.index,
+        "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
+        "status": status, "attempts": attempts if attempts is not None else getattr(result, "attempts", 0 if status == "done_before" else 1),
+        "worker": result.worker if result else None, "frames_analyzed": result.frames_analyzed if result else None,
+        "wall_s": result.wall_s if result else None, "error": error, "run_id": run_id,
+    }

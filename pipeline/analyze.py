@@ -1,18 +1,21 @@
-"""One video end to end: decode → detect → track → clip actions → lake files.
+"""One shard of a video end to end: decode → detect → track → clip actions → lake files.
 
-``VideoAnalyzer`` holds the loaded models and is reused video after video (the Ray
-actor in ``workers/`` owns one). It never raises for a bad video: the result says
-``failed`` and why.
+``VideoAnalyzer`` holds the loaded models and is reused shard after shard (the Ray actor
+in ``workers/`` owns one). It never raises for a bad video: the result says ``failed``,
+why, and what kind of failure it was. A shard's data files are written first and its
+``ledger`` file last: a shard is committed exactly when its ledger file exists.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
 import traceback
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Iterator, TypeVar
 
 import numpy as np
@@ -23,65 +26,63 @@ from pipeline.clips import ClipAccumulator, ClipRow
 from pipeline.config import RunConfig
 from pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
 from pipeline.detect import Detections, Detector
-from pipeline.errors import LakeError, VideolakeError
+from pipeline.errors import DecodeError, LakeError, SourceError, VideolakeError
 from pipeline.features import is_fall_class, person_class_ids
-from pipeline.lake import ParquetSink, table_path
+from pipeline.lake import ParquetSink, table_path, write_table
+from pipeline.shards import SHARD_TRACK_STRIDE, Shard
 from pipeline.track import Tracker
 
-__all__ = ["VideoJob", "VideoResult", "VideoAnalyzer", "prefetch"]
+__all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "prefetch", "error_kind"]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class VideoJob:
-    """What the flow sends a worker: one probed video and where its results go."""
+class ShardJob:
+    """What the flow sends a worker: one shard of a probed video and where its results go."""
 
     video_id: str
+    content_key: str
     info: VideoInfo
+    shard: Shard
     lake: str
     run_id: str
     config_hash: str
 
+    def path(self, table: str) -> object:
+        return table_path(self.lake, table, config_hash=self.config_hash, video_id=self.video_id,
+                          content_key=self.content_key, shard_key=self.shard.key())
+
 
 @dataclass
-class VideoResult:
-    """What a worker sends back: small, whatever the video's length."""
+class ShardResult:
+    """What a worker sends back: small, whatever the shard's length."""
 
     video_id: str
-    uri: str
+    shard_index: int
     status: str
     error: str | None = None
+    error_kind: str | None = None  # source | decode | worker | timeout | internal
     warning: str | None = None
-    duration_s: float | None = None
-    fps: float | None = None
-    width: int | None = None
-    height: int | None = None
-    codec: str | None = None
     frames_analyzed: int = 0
     n_detections: int = 0
-    n_tracks: int = 0
     n_clips: int = 0
     clips_by_action: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     worker: str | None = None
+    attempts: int = 1
 
-    @classmethod
-    def failed(cls, video_id: str, uri: str, error: str, info: VideoInfo | None = None) -> VideoResult:
-        result = cls(video_id=video_id, uri=uri, status="failed", error=error)
-        if info is not None:
-            result.duration_s, result.fps, result.width, result.height, result.codec = (
-                info.duration_s, info.fps, info.width, info.height, info.codec)
-        return result
 
-    def to_row(self, run_id: str) -> dict:
-        row = asdict(self)
-        row["run_id"] = run_id
-        return row
+def error_kind(exc: BaseException) -> str:
+    if isinstance(exc, SourceError):
+        return "source"
+    if isinstance(exc, DecodeError):
+        return "decode"
+    return "internal"
 
 
 class VideoAnalyzer:
-    """Loaded models plus settings; ``analyze`` processes one video."""
+    """Loaded models plus settings; ``analyze`` processes one shard."""
 
     def __init__(self, config: RunConfig, detector: Detector, action_model: ActionModel) -> None:
         self.config = config
@@ -90,24 +91,23 @@ class VideoAnalyzer:
         self.person_ids = person_class_ids(detector.names)
         self.fall_ids = {i for i, name in detector.names.items() if is_fall_class(name)}
 
-    def analyze(self, job: VideoJob, progress: Callable[[int], None] | None = None) -> VideoResult:
+    def analyze(self, job: ShardJob, progress: Callable[[int], None] | None = None) -> ShardResult:
         started = time.perf_counter()
-        info = job.info
         try:
             result = self._analyze(job, progress or (lambda n: None))
         except LakeError:
             raise  # the lake is broken for every video: that stops the run
         except VideolakeError as exc:
-            result = VideoResult.failed(job.video_id, info.uri, str(exc), info)
+            result = ShardResult(job.video_id, job.shard.index, "failed", str(exc), error_kind(exc))
         except Exception as exc:  # noqa: BLE001 - one broken video never sinks a run
             last = traceback.extract_tb(exc.__traceback__)[-1]
             where = f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
-            result = VideoResult.failed(job.video_id, info.uri, f"{type(exc).__name__}: {exc}{where}", info)
+            result = ShardResult(job.video_id, job.shard.index, "failed", f"{type(exc).__name__}: {exc}{where}", "internal")
         result.wall_s = time.perf_counter() - started
         return result
 
-    def _analyze(self, job: VideoJob, progress: Callable[[int], None]) -> VideoResult:
-        cfg, info = self.config, job.info
+    def _analyze(self, job: ShardJob, progress: Callable[[int], None]) -> ShardResult:
+        cfg, info, shard = self.config, job.info, job.shard
         video_fps = info.fps or 25.0
         track_fps = min(cfg.analysis_fps, video_fps) if cfg.analysis_fps > 0 else video_fps
         tracker = Tracker(cfg.tracker, fps=track_fps)
@@ -115,35 +115,48 @@ class VideoAnalyzer:
             self.action_model, cfg.clip_seconds, info.width, info.height,
             self.person_ids, self.fall_ids, cfg.min_track_frames,
         )
+        id_offset = shard.index * SHARD_TRACK_STRIDE
         stats = DecodeStats()
         clip_counts: Counter[str] = Counter()
-        track_ids: set[int] = set()
-        n_detections = 0
-        det_path = table_path(job.lake, "detections", job.video_id, job.config_hash)
-        clip_path = table_path(job.lake, "clips", job.video_id, job.config_hash)
-        with ParquetSink(det_path, "detections") as det_sink, ParquetSink(clip_path, "clips") as clip_sink:
-            frames = iter_frames(info.uri, cfg.analysis_fps, stats)
-            for batch in prefetch(_batched(frames, cfg.batch), depth=2):
+        n_detections = frames_owned = 0
+        frames = iter_frames(info.uri, cfg.analysis_fps, stats, start_s=shard.decode_from_s, end_s=shard.t_end_s,
+                             first_frame_index=shard.decode_from_frame)
+        with ParquetSink(job.path("detections"), "detections") as det_sink, \
+                ParquetSink(job.path("clips"), "clips") as clip_sink, \
+                ParquetSink(job.path("overlaps"), "overlaps") as overlap_sink:
+            def emit_clips(rows: list[ClipRow]) -> None:
+                owned = [r for r in rows if shard.owns(r.t_start_s)]
+                clip_counts.update(r.action for r in owned)
+                clip_sink.write(_clip_columns(owned, job, id_offset))
+
+            for batch in prefetch(_batched((f for f in frames if f.t_s >= shard.warmup_from_s - 1e-9), cfg.batch), depth=2):
                 detections = self.detector([f.image for f in batch])
                 tracked = []
                 for frame, dets in zip(batch, detections):
                     dets = tracker.update(dets, frame.image)
                     tracked.append(dets)
-                    track_ids.update(int(t) for t in dets.tracker_id if t >= 0)
-                    rows = clips.add(frame.t_s, dets)
-                    _write_clips(clip_sink, rows, job, clip_counts)
-                det_sink.write(_detection_columns(batch, tracked, self.detector.names, job))
-                n_detections += sum(len(d) for d in tracked)
-                progress(len(batch))
-            _write_clips(clip_sink, clips.finish(), job, clip_counts)
-        return VideoResult(
-            video_id=job.video_id, uri=info.uri, status="ok",
-            warning="; ".join(stats.warnings) or None,
-            duration_s=info.duration_s if info.duration_s else stats.last_t_s,
-            fps=info.fps, width=info.width, height=info.height, codec=info.codec,
-            frames_analyzed=stats.frames_sampled, n_detections=n_detections, n_tracks=len(track_ids),
-            n_clips=sum(clip_counts.values()), clips_by_action=dict(clip_counts),
+                    emit_clips(clips.add(frame.t_s, dets))
+                owned = [shard.owns(f.t_s) for f in batch]
+                det_sink.write(_detection_columns(batch, tracked, owned, self.detector.names, job, id_offset))
+                if not shard.is_first:
+                    warm = [not o for o in owned]
+                    overlap_sink.write(_detection_columns(batch, tracked, warm, self.detector.names, job, id_offset, overlap=True))
+                n_detections += sum(len(d) for d, o in zip(tracked, owned) if o)
+                frames_owned += sum(owned)
+                progress(sum(owned))
+            emit_clips(clips.finish())
+        result = ShardResult(
+            job.video_id, shard.index, "ok", warning="; ".join(stats.warnings) or None, frames_analyzed=frames_owned,
+            n_detections=n_detections, n_clips=sum(clip_counts.values()), clips_by_action=dict(clip_counts),
         )
+        write_table(job.path("ledger"), "ledger", [{
+            "video_id": job.video_id, "content_key": job.content_key, "shard_index": shard.index,
+            "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
+            "frames_analyzed": frames_owned, "n_detections": n_detections, "n_clips": result.n_clips,
+            "clips_by_action": json.dumps(result.clips_by_action, sort_keys=True), "warning": result.warning,
+            "run_id": job.run_id, "committed_at": datetime.now(timezone.utc),
+        }])
+        return result
 
 
 def _batched(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
@@ -197,41 +210,51 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         thread.join(timeout=5)
 
 
-def _detection_columns(batch: list[Frame], detections: list[Detections], names: dict[int, str], job: VideoJob) -> dict:
-    counts = [len(d) for d in detections]
+def _detection_columns(
+    batch: list[Frame], detections: list[Detections], keep: list[bool], names: dict[int, str], job: ShardJob,
+    id_offset: int, overlap: bool = False,
+) -> dict:
+    frames = [f for f, k in zip(batch, keep) if k]
+    dets = [d for d, k in zip(detections, keep) if k]
+    counts = [len(d) for d in dets]
     n = sum(counts)
     if n == 0:
-        return {name: [] for name in ("video_id", "frame_index", "t_s", "track_id", "class_id", "class_name",
-                                      "confidence", "x1", "y1", "x2", "y2", "run_id")}
-    xyxy = np.concatenate([d.xyxy for d in detections])
-    class_id = np.concatenate([d.class_id for d in detections])
-    track_id = np.concatenate([d.tracker_id for d in detections])
+        return {}
+    xyxy = np.concatenate([d.xyxy for d in dets])
+    class_id = np.concatenate([d.class_id for d in dets])
+    track_id = np.concatenate([d.tracker_id for d in dets])
+    columns = {
+        "video_id": [job.video_id] * n,
+        "content_key": [job.content_key] * n,
+        "shard_index": np.full(n, job.shard.index, dtype=np.int32),
+        "frame_index": np.repeat([f.frame_index for f in frames], counts),
+        "t_s": np.repeat([f.t_s for f in frames], counts),
+        "track_id": pa.array(np.where(track_id >= 0, track_id + id_offset, -1), type=pa.int64(), mask=track_id < 0),
+        "class_id": class_id.astype(np.int32),
+        "confidence": np.concatenate([d.confidence for d in dets]),
+        "x1": xyxy[:, 0], "y1": xyxy[:, 1], "x2": xyxy[:, 2], "y2": xyxy[:, 3],
+    }
+    if not overlap:
+        columns["class_name"] = [names.get(int(c), str(c)) for c in class_id]
+        columns["run_id"] = [job.run_id] * n
+    return columns
+
+
+def _clip_columns(rows: list[ClipRow], job: ShardJob, id_offset: int) -> dict:
+    if not rows:
+        return {}
+    n = len(rows)
     return {
         "video_id": [job.video_id] * n,
-        "frame_index": np.repeat([f.frame_index for f in batch], counts),
-        "t_s": np.repeat([f.t_s for f in batch], counts),
-        "track_id": pa.array(track_id, type=pa.int64(), mask=track_id < 0),
-        "class_id": class_id.astype(np.int32),
-        "class_name": [names.get(int(c), str(c)) for c in class_id],
-        "confidence": np.concatenate([d.confidence for d in detections]),
-        "x1": xyxy[:, 0], "y1": xyxy[:, 1], "x2": xyxy[:, 2], "y2": xyxy[:, 3],
-        "run_id": [job.run_id] * n,
-    }
-
-
-def _write_clips(sink: ParquetSink, rows: list[ClipRow], job: VideoJob, counts: Counter[str]) -> None:
-    if not rows:
-        return
-    counts.update(r.action for r in rows)
-    sink.write({
-        "video_id": [job.video_id] * len(rows),
+        "content_key": [job.content_key] * n,
+        "shard_index": [job.shard.index] * n,
         "clip_index": [r.clip_index for r in rows],
         "t_start_s": [r.t_start_s for r in rows],
         "t_end_s": [r.t_end_s for r in rows],
-        "track_id": [r.track_id for r in rows],
+        "track_id": [r.track_id + id_offset for r in rows],
         "action": [r.action for r in rows],
         "action_confidence": [r.action_confidence for r in rows],
         "action_probs": [r.action_probs for r in rows],
         "n_frames": [r.n_frames for r in rows],
-        "run_id": [job.run_id] * len(rows),
-    })
+        "run_id": [job.run_id] * n,
+    }

@@ -20,8 +20,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
 PIPELINE_VERSION = 1
 
 # Settings that change what lands in the lake (they go into config_hash). The others
-# (device, workers, ray_address, batch) only change where and how fast it runs.
-_RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min_track_frames")
+# (device, workers, ray_address, batch, limits) only change where, how fast and what is refused.
+_RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min_track_frames", "shard_seconds")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,11 @@ class RunConfig:
     ray_address: str | None = None
     batch: int = 8
     gpus_per_worker: float | None = None
+    shard_seconds: float = 60.0
     min_track_frames: int = 4
+    max_pixels: int = 8192 * 8192
+    max_duration_s: float = 24 * 3600.0
+    shard_timeout_s: float = 3600.0
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +58,10 @@ class RunConfig:
         _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _check(self.gpus_per_worker is None or 0 < self.gpus_per_worker <= 8,
                f"gpus_per_worker must be in (0, 8] (fractions share a GPU), got {self.gpus_per_worker}")
+        _check(self.shard_seconds >= 0, f"shard_seconds must be >= 0 (0 = whole video), got {self.shard_seconds}")
+        _check(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
+        _check(self.max_duration_s > 0, f"max_duration_s must be > 0, got {self.max_duration_s}")
+        _check(self.shard_timeout_s > 0, f"shard_timeout_s must be > 0, got {self.shard_timeout_s}")
         _check(self.min_track_frames >= 1, f"min_track_frames must be >= 1, got {self.min_track_frames}")
 
     @classmethod

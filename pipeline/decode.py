@@ -35,6 +35,9 @@ class VideoInfo:
     height: int
     codec: str
     n_frames_estimate: int | None
+    # Keyframes from the packets (no decoding): their times, and how many frames precede each.
+    keyframes_s: tuple[float, ...] = ()
+    keyframe_frame_indices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,14 @@ class PtsSampler:
         return True
 
 
-def probe(uri: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
-    """Read container and stream metadata. Raises ``SourceError`` or ``DecodeError``."""
+def probe(
+    uri: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, max_duration_s: float | None = None,
+    keyframes: bool = True,
+) -> VideoInfo:
+    """Read container and stream metadata, and the keyframe index from the packets.
+
+    Raises ``SourceError`` or ``DecodeError`` (also for a video over the size or length limits).
+    """
     uri = os.fspath(uri)
     with _open(uri) as container:
         stream = _video_stream(container, uri)
@@ -96,23 +105,52 @@ def probe(uri: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else None
         duration_s = _duration_s(container, stream)
+        if max_duration_s is not None and duration_s is not None and duration_s > max_duration_s:
+            raise DecodeError(f"{uri}: duration {duration_s:.0f} s exceeds the limit of {max_duration_s:.0f} s")
         n_frames = stream.frames or (round(duration_s * fps) if duration_s and fps else None)
+        key_s, key_index = _keyframe_index(container, stream) if keyframes else ((), ())
         return VideoInfo(
             uri=uri, duration_s=duration_s, fps=fps, width=width, height=height,
             codec=ctx.name or "unknown", n_frames_estimate=n_frames or None,
+            keyframes_s=key_s, keyframe_frame_indices=key_index,
         )
+
+
+def _keyframe_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Times of keyframes and the number of packets (frames) before each, by demuxing only."""
+    time_base = stream.time_base or Fraction(1, 90_000)
+    start = stream.start_time or 0
+    times: list[float] = []
+    indices: list[int] = []
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.is_keyframe and packet.pts is not None:
+                times.append(max(0.0, float((packet.pts - start) * time_base)))
+                indices.append(count)
+            count += 1
+    except (av.error.FFmpegError, OSError):
+        pass  # a damaged tail: the index covers what precedes it
+    return tuple(times), tuple(indices)
 
 
 def iter_frames(
     uri: str | os.PathLike[str],
     analysis_fps: float = 0.0,
     stats: DecodeStats | None = None,
+    start_s: float = 0.0,
+    end_s: float = math.inf,
+    first_frame_index: int = 0,
 ) -> Iterator[Frame]:
     """Yield frames sampled at ``analysis_fps`` (0 = every frame) with ``t_s`` from each frame's PTS.
 
-    ``t_s`` counts from the stream's start. Corrupt packets are skipped and counted in
-    ``stats``; a stream that ends early stops the iteration with a warning in ``stats``.
-    Raises ``DecodeError`` when no frame at all can be decoded.
+    ``t_s`` counts from the stream's start. With ``start_s`` > 0 decoding seeks to that time,
+    which should be a keyframe (``VideoInfo.keyframes_s``), whose frame index is
+    ``first_frame_index``; frames at or after ``end_s`` are not decoded. Corrupt packets are
+    skipped and counted in ``stats``; a stream that ends early stops the iteration with a
+    warning in ``stats``. Raises ``DecodeError`` when no frame at all can be decoded.
     """
     uri = os.fspath(uri)
     stats = stats if stats is not None else DecodeStats()
@@ -124,7 +162,10 @@ def iter_frames(
         rate = stream.average_rate or stream.guessed_rate
         nominal_dt_s = 1.0 / float(rate) if rate else 1.0 / 25
         start_pts = stream.start_time
-        declared_s = _duration_s(container, stream)
+        declared_s = _duration_s(container, stream) if start_s == 0 and end_s == math.inf else None
+        if start_s > 0:
+            container.seek(round(start_s / time_base) + (start_pts or 0), stream=stream, backward=True, any_frame=False)
+        stats.frames_decoded = first_frame_index
         consecutive_errors = 0
         packets = container.demux(stream)
         while True:
@@ -152,9 +193,13 @@ def iter_frames(
                     t_s = max(0.0, float((frame.pts - start_pts) * time_base))
                 else:
                     t_s = 0.0 if stats.last_t_s is None else stats.last_t_s + nominal_dt_s
+                if t_s >= end_s:
+                    return
                 index = stats.frames_decoded
                 stats.frames_decoded += 1
                 stats.last_t_s = t_s
+                if t_s < start_s - 1e-6:
+                    continue
                 if sampler.take(t_s):
                     stats.frames_sampled += 1
                     yield Frame(image=frame.to_ndarray(format="bgr24"), frame_index=index, t_s=t_s)
@@ -162,7 +207,7 @@ def iter_frames(
         stats.warnings.append(f"decoded up to {stats.last_t_s:.2f} s of a declared {declared_s:.2f} s (truncated?)")
     if stats.packet_errors:
         stats.warnings.append(f"{stats.packet_errors} packets could not be decoded and were skipped")
-    if stats.frames_decoded == 0:
+    if stats.frames_decoded == first_frame_index:
         detail = f" ({stats.warnings[0]})" if stats.warnings else ""
         raise DecodeError(f"{uri}: no frame could be decoded{detail}")
 

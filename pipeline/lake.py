@@ -2,14 +2,15 @@
 
 Layout (hive-style, readable by pyarrow datasets and DuckDB)::
 
-    LAKE/detections/config_hash=<h>/<video_id>.parquet
-    LAKE/clips/config_hash=<h>/<video_id>.parquet
-    LAKE/videos/config_hash=<h>/<video_id>.parquet
+    LAKE/<table>/config_hash=<h>/<video_id>/<content_key>-<shard>.parquet   detections, clips, overlaps, ledger
+    LAKE/<table>/config_hash=<h>/<video_id>/<content_key>.parquet           videos, track_map
+    LAKE/shards/<run_id>/<video_id>.parquet
     LAKE/runs/<run_id>.parquet
 
-A file is written under a temporary name and renamed into place, so readers never see
-half a file. The same video, content and config always map to the same path, so a rerun
-replaces its files instead of adding duplicates.
+A file is written under a temporary name and renamed, so readers never see half a file.
+Paths are deterministic from (video, content key, shard range, config hash): a rerun writes
+the same paths, never a second copy. A shard counts only once its ``ledger`` file exists:
+that file is written last, after the shard's data files.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ SCHEMA_VERSION = "1"
 
 DETECTIONS = pa.schema([
     ("video_id", pa.string()),
+    ("content_key", pa.string()),
+    ("shard_index", pa.int32()),
     ("frame_index", pa.int64()),
     ("t_s", pa.float64()),
     ("track_id", pa.int64()),
@@ -50,6 +53,8 @@ DETECTIONS = pa.schema([
 
 CLIPS = pa.schema([
     ("video_id", pa.string()),
+    ("content_key", pa.string()),
+    ("shard_index", pa.int32()),
     ("clip_index", pa.int64()),
     ("t_start_s", pa.float64()),
     ("t_end_s", pa.float64()),
@@ -63,9 +68,11 @@ CLIPS = pa.schema([
 
 VIDEOS = pa.schema([
     ("video_id", pa.string()),
+    ("content_key", pa.string()),
     ("uri", pa.string()),
     ("status", pa.string()),
     ("error", pa.string()),
+    ("error_kind", pa.string()),
     ("warning", pa.string()),
     ("duration_s", pa.float64()),
     ("fps", pa.float64()),
@@ -77,6 +84,48 @@ VIDEOS = pa.schema([
     ("n_tracks", pa.int64()),
     ("n_clips", pa.int64()),
     ("wall_s", pa.float64()),
+    ("shards_total", pa.int32()),
+    ("shards_failed", pa.int32()),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("run_id", pa.string()),
+])
+
+LEDGER = pa.schema([
+    ("video_id", pa.string()),
+    ("content_key", pa.string()),
+    ("shard_index", pa.int32()),
+    ("t_start_s", pa.float64()),
+    ("t_end_s", pa.float64()),
+    ("frames_analyzed", pa.int64()),
+    ("n_detections", pa.int64()),
+    ("n_clips", pa.int64()),
+    ("clips_by_action", pa.string()),
+    ("warning", pa.string()),
+    ("run_id", pa.string()),
+    ("committed_at", pa.timestamp("us", tz="UTC")),
+])
+
+OVERLAPS = pa.schema([(f.name, f.type) for f in DETECTIONS if f.name not in ("class_name", "run_id")])
+
+TRACK_MAP = pa.schema([
+    ("video_id", pa.string()),
+    ("content_key", pa.string()),
+    ("raw_track_id", pa.int64()),
+    ("track_id", pa.int64()),
+])
+
+SHARDS = pa.schema([
+    ("video_id", pa.string()),
+    ("content_key", pa.string()),
+    ("shard_index", pa.int32()),
+    ("t_start_s", pa.float64()),
+    ("t_end_s", pa.float64()),
+    ("status", pa.string()),
+    ("attempts", pa.int32()),
+    ("worker", pa.string()),
+    ("frames_analyzed", pa.int64()),
+    ("wall_s", pa.float64()),
+    ("error", pa.string()),
     ("run_id", pa.string()),
 ])
 
@@ -93,26 +142,50 @@ RUNS = pa.schema([
     ("action_classes", pa.list_(pa.string())),
     ("videos_ok", pa.int64()),
     ("videos_failed", pa.int64()),
+    ("videos_done_before", pa.int64()),
+    ("videos_quarantined", pa.int64()),
+    ("shards_total", pa.int64()),
+    ("shards_done_before", pa.int64()),
+    ("shards_processed", pa.int64()),
+    ("shards_failed", pa.int64()),
     ("frames_analyzed", pa.int64()),
     ("wall_s", pa.float64()),
 ])
 
-SCHEMAS: dict[str, pa.Schema] = {"detections": DETECTIONS, "clips": CLIPS, "videos": VIDEOS, "runs": RUNS}
+SCHEMAS: dict[str, pa.Schema] = {
+    "detections": DETECTIONS, "clips": CLIPS, "videos": VIDEOS, "runs": RUNS,
+    "ledger": LEDGER, "overlaps": OVERLAPS, "track_map": TRACK_MAP, "shards": SHARDS,
+}
 TABLES = tuple(SCHEMAS)
-_PARTITIONED = {"detections", "clips", "videos"}
+_PER_SHARD = {"detections", "clips", "overlaps", "ledger"}
+_PER_VIDEO = {"videos", "track_map"}
 _ROW_GROUP_ROWS = 128 * 1024
 
 
-def table_path(lake: str | os.PathLike[str], table: str, name: str, config_hash: str | None = None) -> Path:
-    """Where a file of ``table`` lives; ``name`` is the video_id or run_id."""
-    if table not in SCHEMAS:
-        raise LakeError(f"unknown lake table {table!r}")
-    base = Path(lake) / table
-    if table in _PARTITIONED:
-        if not config_hash:
-            raise LakeError(f"table {table} is partitioned by config_hash; none given")
-        base = base / f"config_hash={config_hash}"
-    return base / f"{name}.parquet"
+def table_path(
+    lake: str | os.PathLike[str], table: str, *, config_hash: str | None = None, video_id: str | None = None,
+    content_key: str | None = None, shard_key: str | None = None, run_id: str | None = None,
+) -> Path:
+    """The one place that knows where each table's files live (see the module docstring)."""
+    root = Path(lake) / table
+    if table in _PER_SHARD or table in _PER_VIDEO:
+        if not (config_hash and video_id and content_key):
+            raise LakeError(f"{table} files need config_hash, video_id and content_key")
+        base = root / f"config_hash={config_hash}" / video_id
+        if table in _PER_SHARD:
+            if not shard_key:
+                raise LakeError(f"{table} files need a shard key")
+            return base / f"{content_key}-{shard_key}.parquet"
+        return base / f"{content_key}.parquet"
+    if table == "shards":
+        if not (run_id and video_id):
+            raise LakeError("shards files need run_id and video_id")
+        return root / run_id / f"{video_id}.parquet"
+    if table == "runs":
+        if not run_id:
+            raise LakeError("runs files need run_id")
+        return root / f"{run_id}.parquet"
+    raise LakeError(f"unknown lake table {table!r}")
 
 
 def _schema_with_version(schema: pa.Schema) -> pa.Schema:
@@ -158,7 +231,9 @@ class ParquetSink:
             self.abort()
 
     def write(self, columns: dict[str, Any]) -> None:
-        """Append rows given as columns (lists or numpy arrays) keyed by field name."""
+        """Append rows given as columns (lists or numpy arrays) keyed by field name; ``{}`` writes nothing."""
+        if not columns:
+            return
         table = pa.Table.from_pydict({f.name: _column(columns[f.name], f.type) for f in self.schema}, schema=self.schema)
         if table.num_rows == 0:
             return

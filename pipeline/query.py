@@ -1,4 +1,13 @@
-"""SQL over the lake with DuckDB: one view per table, plus ``tracks``."""
+"""SQL over the lake with DuckDB.
+
+Default views show, for each video, its latest finished analysis (latest content and
+config), with track ids stitched across shards:
+
+    detections, clips, videos, tracks, failed, runs, shards
+
+Every committed row of every config and content version stays reachable through
+``all_detections``, ``all_clips``, ``all_videos`` (and ``ledger``, ``track_map``).
+"""
 
 from __future__ import annotations
 
@@ -12,18 +21,46 @@ import pyarrow as pa
 from pipeline.errors import LakeError
 from pipeline.lake import SCHEMAS
 
-__all__ = ["connect", "run_sql", "describe_views", "ViewInfo"]
+__all__ = ["connect", "run_sql", "describe_views", "ViewInfo", "VIEWS"]
 
-_PARTITIONED = ("detections", "clips", "videos")
+_UNPARTITIONED = ("runs", "shards")
+VIEWS = ("detections", "clips", "videos", "tracks", "failed", "runs", "shards",
+         "all_detections", "all_clips", "all_videos", "ledger", "track_map")
 
-_TRACKS_SQL = """
+_VIEWS_SQL = """
+CREATE VIEW all_detections AS
+    SELECT d.* FROM _raw_detections d SEMI JOIN _raw_ledger l USING (video_id, content_key, config_hash, shard_index);
+CREATE VIEW all_clips AS
+    SELECT c.* FROM _raw_clips c SEMI JOIN _raw_ledger l USING (video_id, content_key, config_hash, shard_index);
+CREATE VIEW all_videos AS SELECT * FROM _raw_videos;
+CREATE VIEW ledger AS SELECT * FROM _raw_ledger;
+CREATE VIEW track_map AS SELECT * FROM _raw_track_map;
+CREATE VIEW runs AS SELECT * FROM _raw_runs;
+CREATE VIEW shards AS SELECT * FROM _raw_shards;
+CREATE VIEW videos AS
+    SELECT * FROM _raw_videos QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY finished_at DESC) = 1;
+CREATE VIEW failed AS
+    SELECT video_id, uri, error_kind, error, content_key, config_hash, run_id, finished_at FROM videos WHERE status = 'failed';
+CREATE VIEW _current AS
+    SELECT video_id, content_key, config_hash FROM _raw_videos WHERE status = 'ok'
+    QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY finished_at DESC) = 1;
+CREATE VIEW detections AS
+    SELECT d.* REPLACE (coalesce(m.track_id, d.track_id) AS track_id), d.track_id AS raw_track_id
+    FROM all_detections d
+    JOIN _current c ON d.video_id = c.video_id AND d.content_key = c.content_key AND d.config_hash = c.config_hash
+    LEFT JOIN _raw_track_map m ON m.video_id = d.video_id AND m.content_key = d.content_key
+        AND m.config_hash = d.config_hash AND m.raw_track_id = d.track_id;
+CREATE VIEW clips AS
+    SELECT k.* REPLACE (coalesce(m.track_id, k.track_id) AS track_id), k.track_id AS raw_track_id
+    FROM all_clips k
+    JOIN _current c ON k.video_id = c.video_id AND k.content_key = c.content_key AND k.config_hash = c.config_hash
+    LEFT JOIN _raw_track_map m ON m.video_id = k.video_id AND m.content_key = k.content_key
+        AND m.config_hash = k.config_hash AND m.raw_track_id = k.track_id;
 CREATE VIEW tracks AS
-SELECT video_id, config_hash, track_id,
-       min(t_s) AS t_first_s, max(t_s) AS t_last_s, count(*) AS n_detections,
-       mode(class_name) AS class_name
-FROM detections
-WHERE track_id IS NOT NULL
-GROUP BY video_id, config_hash, track_id
+    SELECT video_id, config_hash, track_id,
+           min(t_s) AS t_first_s, max(t_s) AS t_last_s, count(*) AS n_detections, mode(class_name) AS class_name
+    FROM detections WHERE track_id IS NOT NULL
+    GROUP BY video_id, config_hash, track_id;
 """
 
 
@@ -35,25 +72,24 @@ class ViewInfo:
 
 
 def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views over the lake's Parquet files."""
+    """An in-memory DuckDB connection with the lake's views."""
     root = Path(lake)
     if not root.is_dir():
         raise LakeError(f"lake not found: {root}")
     con = duckdb.connect()
     for table, schema in SCHEMAS.items():
-        files = list((root / table).rglob("*.parquet")) if (root / table).is_dir() else []
-        if files:
+        if (root / table).is_dir() and any((root / table).rglob("*.parquet")):
             pattern = str(root / table / "**" / "*.parquet").replace("'", "''")
             con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', "
+                f"CREATE VIEW _raw_{table} AS SELECT * FROM read_parquet('{pattern}', "
                 "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
             )
         else:
-            if table in _PARTITIONED:
+            if table not in _UNPARTITIONED:
                 schema = schema.append(pa.field("config_hash", pa.string()))
             con.register(f"_empty_{table}", schema.empty_table())
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
-    con.execute(_TRACKS_SQL)
+            con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _empty_{table}")
+    con.execute(_VIEWS_SQL)
     return con
 
 
@@ -72,7 +108,7 @@ def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
     con = connect(lake)
     try:
         out = []
-        for name in (*SCHEMAS, "tracks"):
+        for name in VIEWS:
             rows = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
             columns = [(c[0], c[1]) for c in con.execute(f"DESCRIBE {name}").fetchall()]
             out.append(ViewInfo(name, int(rows), columns))

@@ -12,18 +12,21 @@ from typing import Iterable
 from pipeline.config import VIDEO_EXTENSIONS
 from pipeline.errors import SourceError
 
-__all__ = ["VideoSource", "discover", "video_id_for"]
-
-_FINGERPRINT_BYTES = 64 * 1024
+__all__ = ["VideoSource", "discover", "video_id_for", "content_key_for"]
 
 
 @dataclass(frozen=True)
 class VideoSource:
-    """One video to analyse: where it is, its stable id and its size."""
+    """One video to analyse.
+
+    ``video_id`` names the source (stable while the URI stays); ``content_key`` names its
+    content version (size + modification time), so a replaced file is analysed again.
+    """
 
     uri: str
     video_id: str
     size_bytes: int
+    content_key: str
 
 
 def discover(sources: Iterable[str | os.PathLike[str]], extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> list[VideoSource]:
@@ -43,26 +46,17 @@ def discover(sources: Iterable[str | os.PathLike[str]], extensions: tuple[str, .
         for candidate in candidates:
             uri = str(candidate.resolve())
             if uri not in found:
-                found[uri] = VideoSource(uri=uri, video_id=video_id_for(uri), size_bytes=candidate.stat().st_size)
+                st = candidate.stat()
+                found[uri] = VideoSource(uri, video_id_for(uri), st.st_size, content_key_for(st.st_size, st.st_mtime_ns))
     return sorted(found.values(), key=lambda v: v.uri)
 
 
 def video_id_for(uri: str) -> str:
-    """``<stem>-<12 hex>``: stable for the same source and content.
-
-    The hash covers the URI, the size, and the first and last 64 KiB of the file, so a
-    video replaced by another under the same name gets a new id without hashing it whole.
-    """
-    digest = hashlib.sha256(uri.encode())
-    try:
-        size = os.path.getsize(uri)
-        digest.update(str(size).encode())
-        with open(uri, "rb") as f:
-            digest.update(f.read(_FINGERPRINT_BYTES))
-            if size > 2 * _FINGERPRINT_BYTES:
-                f.seek(size - _FINGERPRINT_BYTES)
-                digest.update(f.read(_FINGERPRINT_BYTES))
-    except OSError as exc:
-        raise SourceError(f"cannot read {uri}: {exc.strerror or exc}") from None
+    """``<stem>-<12 hex>``: the same for the same source URI, run after run."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(uri).stem)[:48] or "video"
-    return f"{stem}-{digest.hexdigest()[:12]}"
+    return f"{stem}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+
+
+def content_key_for(size_bytes: int, version: int | str) -> str:
+    """16 hex digits over the size and a version stamp (mtime in ns, or an object store's ETag)."""
+    return hashlib.sha256(f"{size_bytes}:{version}".encode()).hexdigest()[:16]

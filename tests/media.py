@@ -112,3 +112,53 @@ def make_corpus(directory: Path) -> dict[str, MediaAsset]:
             container.mux(packet)
     assets["audio_only"] = MediaAsset(audio_path, 0, None, 0, 0, 1.0, broken="no video stream")
     return assets
+
+
+def looped_video(path: Path, seconds: float, fps: float = 25, name: str = "carphone_pristine.mp4") -> MediaAsset:
+    """A long video of real frames: the sample played forwards and backwards until ``seconds``."""
+    frames = real_frames(name, limit=120)
+    cycle = frames + frames[::-1]
+    n = int(seconds * fps)
+    return encode(path, [cycle[i % len(cycle)] for i in range(n)], fps=fps)
+
+
+def make_damaged_corpus(directory: Path) -> dict[str, Path]:
+    """At least 50 damaged variants of a real video, each named by what was done to it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    people = real_frames("carphone_pristine.mp4", limit=50)
+    sources = {ext: encode(directory / f"_source.{ext}", people, fps=25).path.read_bytes() for ext in ("mp4", "mkv")}
+    out: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        out[name] = directory / name
+        out[name].write_bytes(data)
+
+    rng = np.random.default_rng(11)
+    for ext, data in sources.items():
+        for fraction in (0.02, 0.1, 0.15, 0.25, 0.3, 0.4, 0.55, 0.65, 0.7, 0.85, 0.97):
+            put(f"truncated_{int(fraction * 100):02d}.{ext}", data[: int(len(data) * fraction)])
+        for k in range(6):
+            flipped = bytearray(data)
+            for pos in rng.integers(0, len(data), size=20 * (k + 1)):
+                flipped[pos] ^= 0xFF
+            put(f"bitflips_{k}.{ext}", bytes(flipped))
+        for k, (start, stop) in enumerate(((0.0, 0.05), (0.3, 0.4), (0.5, 0.9), (0.1, 0.12), (0.8, 1.0))):
+            zeroed = bytearray(data)
+            zeroed[int(len(data) * start): int(len(data) * stop)] = bytes(int(len(data) * stop) - int(len(data) * start))
+            put(f"zeroed_{k}.{ext}", bytes(zeroed))
+    mp4, mkv = sources["mp4"], sources["mkv"]
+    put("swapped_headers_a.mp4", mkv[:64] + mp4[64:])
+    put("swapped_headers_b.mkv", mp4[:64] + mkv[64:])
+    put("header_only.mp4", mp4[:200])
+    put("mkv_named_avi.avi", mkv)
+    put("mp4_named_webm.webm", mp4)
+    put("text_named_mov.mov", b"not a video\n" * 100)
+    put("random_bytes.mp4", rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    put("zero_bytes.mkv", b"")
+    for w, h in ((60000, 60000), (9000, 9000)):  # past FFmpeg's own limit; past videolake's max_pixels
+        put(f"huge_dimensions_{w}.mp4", f"YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + bytes(1000))
+    for k in range(2):
+        put(f"tail_garbage_{k}.mkv", mkv + rng.integers(0, 256, 5_000 * (k + 1), dtype=np.uint8).tobytes())
+    for p in directory.glob("_source.*"):
+        p.unlink()
+    return out

@@ -12,7 +12,7 @@ import socket
 import ray
 
 from pipeline.actions import ActionModel
-from pipeline.analyze import VideoAnalyzer, VideoJob, VideoResult
+from pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
 from pipeline.config import RunConfig
 from pipeline.detect import Detector
 
@@ -35,7 +35,7 @@ class ProgressCounter:
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class VideoWorker:
-    """Holds a detector and an action model; ``process`` analyses one video at a time.
+    """Holds a detector and an action model; ``process`` analyses one shard at a time.
 
     A worker process that dies (a crash in a decoder, the OOM killer) is restarted by Ray
     with the same constructor; the call in flight fails and Prefect retries that video.
@@ -55,7 +55,7 @@ class VideoWorker:
     def describe(self) -> dict:
         return {"worker": self.name, "device": self.analyzer.detector.device, "classes": self.analyzer.detector.names}
 
-    def process(self, job: VideoJob) -> VideoResult:
+    def process(self, job: ShardJob) -> ShardResult:
         report = (lambda n: self.progress.add.remote(n)) if self.progress is not None else None
         result = self.analyzer.analyze(job, progress=report)
         result.worker = self.name

@@ -13,19 +13,23 @@ from typing import Iterator
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
 
-from pipeline.analyze import VideoJob, VideoResult
+from pipeline.analyze import ShardJob, ShardResult
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError, VideolakeError
 from pipeline.models import ModelInfo
 from workers.actor import ProgressCounter, VideoWorker
 
-__all__ = ["WorkerPool", "WorkerLost", "ray_session", "plan_workers", "WorkerPlan"]
+__all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan"]
 
 _LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
 
 
 class WorkerLost(VideolakeError):
-    """The actor running a video died; the video can be retried on a restarted actor."""
+    """The actor running a shard died; the shard can be retried on a restarted actor."""
+
+
+class ShardTimeout(VideolakeError):
+    """A shard ran past its time limit; its actor was restarted to stop it."""
 
 
 @dataclass(frozen=True)
@@ -120,15 +124,19 @@ class WorkerPool:
                 raise cause from None
             raise
 
-    def process(self, job: VideoJob) -> VideoResult:
+    def process(self, job: ShardJob, timeout_s: float | None = None) -> ShardResult:
         actor = self._idle.get()
         try:
             if actor in self._restarting:
                 _await_alive(actor)
                 self._restarting.discard(actor)
-            return ray.get(actor.process.remote(job))
+            return ray.get(actor.process.remote(job), timeout=timeout_s)
+        except GetTimeoutError:
+            ray.kill(actor, no_restart=False)  # stops the runaway call; Ray restarts the actor
+            self._restarting.add(actor)
+            raise ShardTimeout(f"shard {job.shard.index} of {job.info.uri} ran past the {timeout_s:.0f} s limit") from None
         except (RayActorError, ActorUnavailableError, WorkerCrashedError) as exc:
-            self._restarting.add(actor)  # Ray restarts it; the next video waits until it is back
+            self._restarting.add(actor)  # Ray restarts it; the next shard waits until it is back
             raise WorkerLost(f"worker died while analysing {job.info.uri}: {type(exc).__name__}") from None
         finally:
             self._idle.put(actor)

@@ -28,7 +28,7 @@ def test_flow_analyses_good_videos_records_bad_ones_and_shows_each_video_in_pref
     lake = tmp_path / "lake"
     summary = analyze(sources=[str(mixed_folder)], lake=str(lake), config={**FAST, "workers": 2}, show_progress=False)
 
-    assert summary.videos_ok + summary.videos_failed == 8
+    assert summary.videos_ok + summary.videos_failed == 8 and summary.videos_done_before == 0
     failed = {uri.rsplit("/", 1)[-1]: error for uri, error in summary.failures}
     assert set(failed) == {"zero_bytes.mp4", "not_a_video.mp4", "audio_only.mp4"}
     assert "empty" in failed["zero_bytes.mp4"] and "no video stream" in failed["audio_only.mp4"]
@@ -52,17 +52,100 @@ def test_flow_analyses_good_videos_records_bad_ones_and_shows_each_video_in_pref
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
     probes = [t for t in task_runs if t.name.startswith("probe")]
     analyses = [t for t in task_runs if t.name.startswith("analyze")]
-    assert len(probes) == 8 and len(analyses) == 5
+    assert len(probes) == 8 and len(analyses) == 5  # one shard each: the videos are shorter than 60 s
     assert all(t.state.is_completed() for t in analyses)
     assert sum(t.state.is_failed() for t in probes) == 3
 
 
-def test_rerun_with_the_same_config_replaces_rather_than_duplicates(prefect_api, ray_local, samples_dir, tmp_path):
-    lake = tmp_path / "lake"
-    source = [str(samples_dir / "carphone_pristine.mp4")]
-    first = analyze(sources=source, lake=str(lake), config=FAST, show_progress=False)
-    count = lambda table: run_sql(lake, f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py()  # noqa: E731
-    before = (count("detections"), count("clips"), count("videos"))
-    second = analyze(sources=source, lake=str(lake), config=FAST, show_progress=False)
-    assert (count("detections"), count("clips"), count("videos")) == before
-    assert count("runs") == 2 and first.run_id != second.run_id
+def _count(lake, table):
+    return run_sql(lake, f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py()
+
+
+def test_reruns_process_only_what_is_new_changed_or_configured_differently(prefect_api, ray_local, samples_dir, tmp_path):
+    import os
+
+    folder, lake = tmp_path / "videos", str(tmp_path / "lake")
+    folder.mkdir()
+    shutil.copy(samples_dir / "carphone_pristine.mp4", folder / "a.mp4")
+    first = analyze(sources=[str(folder)], lake=lake, config=FAST, show_progress=False)
+    before = {t: _count(lake, t) for t in ("detections", "clips", "videos", "tracks")}
+    assert first.videos_ok == 1 and before["detections"] > 0
+
+    again = analyze(sources=[str(folder)], lake=lake, config=FAST, show_progress=False)
+    assert (again.videos_ok, again.videos_done_before, again.shards_processed) == (0, 1, 0)
+    assert "0 new, 1 already done" in "\n".join(again.lines())
+    assert {t: _count(lake, t) for t in before} == before
+
+    shutil.copy(samples_dir / "carphone_pristine.mp4", folder / "b.mp4")  # a new video: only it is analysed
+    third = analyze(sources=[str(folder)], lake=lake, config=FAST, show_progress=False)
+    assert (third.videos_ok, third.videos_done_before) == (1, 1)
+    assert _count(lake, "detections") == 2 * before["detections"]
+
+    os.utime(folder / "a.mp4", ns=(10**18, 10**18))  # a changed video: analysed again, old rows superseded
+    fourth = analyze(sources=[str(folder)], lake=lake, config=FAST, show_progress=False)
+    assert (fourth.videos_ok, fourth.videos_done_before) == (1, 1)
+    assert _count(lake, "detections") == 2 * before["detections"] and _count(lake, "videos") == 2
+
+    other = {**FAST, "conf": 0.5}  # a changed config: everything again, both configs kept
+    fifth = analyze(sources=[str(folder)], lake=lake, config=other, show_progress=False)
+    assert fifth.videos_ok == 2 and fifth.config_hash != first.config_hash
+    assert set(run_sql(lake, "SELECT DISTINCT config_hash FROM detections").column("config_hash").to_pylist()) == {fifth.config_hash}
+    assert set(run_sql(lake, "SELECT DISTINCT config_hash FROM all_detections").column("config_hash").to_pylist()) == {
+        first.config_hash, fifth.config_hash}
+    runs = run_sql(lake, "SELECT shards_total, shards_done_before, shards_processed, shards_failed FROM runs ORDER BY started_at").to_pylist()
+    assert [r["shards_processed"] for r in runs] == [1, 0, 1, 1, 2]
+
+
+def test_shard_size_does_not_change_the_output_beyond_tracking_noise(prefect_api, ray_local, tmp_path):
+    from tests.media import looped_video
+
+    video = looped_video(tmp_path / "long.mp4", seconds=60)
+    whole = analyze(sources=[str(video.path)], lake=str(tmp_path / "whole"), config={**FAST, "analysis_fps": 2, "shard_seconds": 0},
+                    show_progress=False)
+    sharded = analyze(sources=[str(video.path)], lake=str(tmp_path / "sharded"), config={**FAST, "analysis_fps": 2, "shard_seconds": 5},
+                      show_progress=False)
+    assert (whole.shards_total, sharded.shards_total) == (1, 10)  # 5 s rounds up to whole 2 s clips: 6 s shards
+    q_clips = "SELECT DISTINCT video_id, clip_index FROM clips ORDER BY ALL"
+    assert run_sql(tmp_path / "whole", q_clips).to_pylist() == run_sql(tmp_path / "sharded", q_clips).to_pylist()
+    q_dets = "SELECT frame_index, round(t_s, 4) AS t, round(x1) AS x1, round(y1) AS y1, round(x2) AS x2, round(y2) AS y2 FROM detections ORDER BY ALL"
+    assert run_sql(tmp_path / "whole", q_dets).to_pylist() == run_sql(tmp_path / "sharded", q_dets).to_pylist()
+    n_tracks = [_count(lake, "tracks") for lake in (tmp_path / "whole", tmp_path / "sharded")]
+    n_clips = [_count(lake, "clips") for lake in (tmp_path / "whole", tmp_path / "sharded")]
+    assert abs(n_tracks[0] - n_tracks[1]) <= max(1, 0.1 * n_tracks[0]), n_tracks
+    assert abs(n_clips[0] - n_clips[1]) <= 0.1 * n_clips[0], n_clips
+    keys = run_sql(tmp_path / "sharded", "SELECT count(*) AS n, count(DISTINCT (clip_index, track_id)) AS d FROM clips").to_pylist()[0]
+    assert keys["n"] == keys["d"]  # each (clip, track) once
+    print(f"shard invariance: tracks {n_tracks}, clips {n_clips}")
+
+
+def test_quarantined_videos_are_skipped_until_retry_failed(prefect_api, ray_local, corpus, tmp_path):
+    lake = str(tmp_path / "lake")
+    first = analyze(sources=[str(corpus["text"].path)], lake=lake, config=FAST, show_progress=False)
+    assert first.videos_failed == 1
+    second = analyze(sources=[str(corpus["text"].path)], lake=lake, config=FAST, show_progress=False)
+    assert (second.videos_failed, second.videos_quarantined) == (0, 1)
+    assert any("quarantined" in line for line in second.lines())
+    third = analyze(sources=[str(corpus["text"].path)], lake=lake, config=FAST, show_progress=False, retry_failed=True)
+    assert (third.videos_failed, third.videos_quarantined) == (1, 0)
+    failed = run_sql(lake, "SELECT error_kind, error FROM failed").to_pylist()
+    assert len(failed) == 1 and failed[0]["error_kind"] == "decode" and "not a readable video" in failed[0]["error"]
+
+
+def test_a_corpus_of_damaged_videos_completes_with_every_variant_accounted_for(prefect_api, ray_local, tmp_path):
+    from collections import Counter
+
+    from tests.media import make_damaged_corpus
+
+    variants = make_damaged_corpus(tmp_path / "damaged")
+    assert len(variants) >= 50
+    lake = str(tmp_path / "lake")
+    summary = analyze(sources=[str(tmp_path / "damaged")], lake=lake, config={**FAST, "workers": 2}, show_progress=False)
+    assert summary.videos_ok + summary.videos_failed == len(variants)
+    rows = run_sql(lake, "SELECT uri, status, error_kind, error FROM videos").to_pylist()
+    assert len(rows) == len(variants)
+    assert all(r["status"] == "ok" or (r["error"] and r["error_kind"] in ("source", "decode")) for r in rows), rows
+    by = Counter(r["error_kind"] or "ok" for r in rows)
+    assert by["ok"] >= 10 and by["decode"] >= 20
+    huge = next(r for r in rows if r["uri"].endswith("huge_dimensions_9000.mp4"))
+    assert "exceeds the limit" in huge["error"]
+    print(f"corpus: {len(rows)} variants: {dict(by)}")

@@ -4,11 +4,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.actions import ActionModel
-from pipeline.analyze import VideoAnalyzer, VideoJob, prefetch
+from pipeline.analyze import ShardJob, VideoAnalyzer, prefetch
 from pipeline.config import RunConfig
 from pipeline.decode import probe
 from pipeline.detect import Detector
-from pipeline.lake import table_path
+from pipeline.shards import Shard, plan_shards
 from pipeline.models import default_actions_path, default_detector_path
 from pipeline.sources import video_id_for
 from tests.conftest import FAST
@@ -21,8 +21,11 @@ def analyzer():
     return VideoAnalyzer(cfg, detector, ActionModel.load(default_actions_path()))
 
 
-def _job(path, lake):
-    return VideoJob(video_id_for(str(path)), probe(path), str(lake), "run-1", "cfg1")
+WHOLE = Shard(0, 0.0, float("inf"), 0.0, 0, 0.0)
+
+
+def _job(path, lake, shard=WHOLE):
+    return ShardJob(video_id_for(str(path)), "ck", probe(path), shard, str(lake), "run-1", "cfg1")
 
 
 def test_carphone_gives_tracked_detections_and_one_clip_row_per_track_and_window(analyzer, samples_dir, tmp_path):
@@ -31,8 +34,10 @@ def test_carphone_gives_tracked_detections_and_one_clip_row_per_track_and_window
     result = analyzer.analyze(job, progress=seen.append)
     assert result.status == "ok", result.error
     assert result.frames_analyzed == sum(seen) == 16  # 4.0 s at 4 fps
-    dets = pq.read_table(table_path(tmp_path, "detections", job.video_id, "cfg1")).to_pylist()
-    clips = pq.read_table(table_path(tmp_path, "clips", job.video_id, "cfg1")).to_pylist()
+    dets = pq.read_table(job.path("detections")).to_pylist()
+    clips = pq.read_table(job.path("clips")).to_pylist()
+    ledger = pq.read_table(job.path("ledger")).to_pylist()
+    assert len(ledger) == 1 and ledger[0]["n_detections"] == len(dets) and ledger[0]["frames_analyzed"] == 16
     assert len(dets) == result.n_detections >= 12
     assert {d["video_id"] for d in dets} == {job.video_id} and {d["run_id"] for d in dets} == {"run-1"}
     assert all(0 <= d["x1"] < d["x2"] <= 176 and 0 <= d["y1"] < d["y2"] <= 144 for d in dets)
@@ -53,8 +58,8 @@ def test_bad_videos_come_back_failed_with_the_reason_and_write_nothing(analyzer,
 
     path = corpus[name].path
     info = VideoInfo(str(path), None, None, 10, 10, "unknown", None)  # as if a probe had passed
-    result = analyzer.analyze(VideoJob("bad", info, str(tmp_path), "r", "h"))
-    assert result.status == "failed"
+    result = analyzer.analyze(ShardJob("bad", "ck", info, WHOLE, str(tmp_path), "r", "h"))
+    assert result.status == "failed" and result.error_kind in ("source", "decode")
     assert {"zero_bytes": "empty", "text": "not a readable video", "audio_only": "no video stream"}[name] in result.error
     assert not list(tmp_path.rglob("*.parquet"))
 
@@ -74,3 +79,22 @@ def test_prefetch_keeps_order_and_reraises_producer_errors():
 
     with pytest.raises(ValueError, match="boom"):
         list(prefetch(broken()))
+
+
+def test_a_shard_emits_only_its_range_and_its_warmup_goes_to_overlaps(analyzer, samples_dir, tmp_path):
+    path = samples_dir / "bikes.mp4"
+    info = probe(path)
+    shards = plan_shards(info, shard_seconds=4, clip_seconds=2)
+    assert [(s.t_start_s, s.t_end_s) for s in shards] == [(0, 4), (4, 8), (8, float("inf"))]  # 10 s video
+    middle = shards[1]
+    assert middle.decode_from_s in info.keyframes_s and middle.decode_from_s <= middle.warmup_from_s == 2.0
+    job = _job(path, tmp_path, middle)
+    result = analyzer.analyze(job)
+    assert result.status == "ok" and result.frames_analyzed == 16  # 4 s at 4 fps
+    dets = pq.read_table(job.path("detections")).to_pylist()
+    assert all(4.0 <= d["t_s"] < 8.0 and d["shard_index"] == 1 for d in dets)
+    assert all(d["track_id"] is None or d["track_id"] > 1_000_000 for d in dets)
+    clips = pq.read_table(job.path("clips")).to_pylist()
+    assert {c["clip_index"] for c in clips} <= {2, 3}
+    overlaps = pq.read_table(job.path("overlaps")).to_pylist()
+    assert overlaps and all(2.0 <= d["t_s"] < 4.0 for d in overlaps)

@@ -8,27 +8,30 @@ from pipeline.lake import SCHEMA_VERSION, SCHEMAS, ParquetSink, check_writable, 
 
 
 def test_every_table_has_a_schema_with_the_contract_columns():
-    assert set(SCHEMAS) == {"detections", "clips", "videos", "runs"}
-    assert SCHEMAS["detections"].names[:11] == ["video_id", "frame_index", "t_s", "track_id", "class_id", "class_name",
-                                                "confidence", "x1", "y1", "x2", "y2"]
+    assert {"detections", "clips", "videos", "runs", "ledger", "track_map", "shards"} <= set(SCHEMAS)
+    assert {"video_id", "frame_index", "t_s", "track_id", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2",
+            "run_id"} <= set(SCHEMAS["detections"].names)
     assert {"clip_index", "t_start_s", "t_end_s", "action", "action_confidence", "action_probs", "n_frames"} <= set(SCHEMAS["clips"].names)
     assert {"status", "error", "duration_s", "fps", "width", "height", "codec", "frames_analyzed"} <= set(SCHEMAS["videos"].names)
     assert {"started_at", "finished_at", "config", "config_hash", "detector", "action_model", "wall_s"} <= set(SCHEMAS["runs"].names)
 
 
-def test_paths_are_deterministic_and_partitioned_by_config(tmp_path):
-    assert table_path(tmp_path, "clips", "v1", "abc") == tmp_path / "clips" / "config_hash=abc" / "v1.parquet"
-    assert table_path(tmp_path, "runs", "r1") == tmp_path / "runs" / "r1.parquet"
+def test_paths_are_deterministic_from_video_content_shard_and_config(tmp_path):
+    kw = dict(config_hash="abc", video_id="v1", content_key="ck")
+    assert table_path(tmp_path, "clips", shard_key="s00001-x", **kw) == tmp_path / "clips" / "config_hash=abc" / "v1" / "ck-s00001-x.parquet"
+    assert table_path(tmp_path, "videos", **kw) == tmp_path / "videos" / "config_hash=abc" / "v1" / "ck.parquet"
+    assert table_path(tmp_path, "runs", run_id="r1") == tmp_path / "runs" / "r1.parquet"
+    assert table_path(tmp_path, "shards", run_id="r1", video_id="v1") == tmp_path / "shards" / "r1" / "v1.parquet"
     with pytest.raises(LakeError):
-        table_path(tmp_path, "clips", "v1")
+        table_path(tmp_path, "clips", config_hash="abc", video_id="v1")
 
 
 def test_sink_streams_row_groups_and_stamps_the_schema_version(tmp_path):
-    path = table_path(tmp_path, "clips", "v", "h")
+    path = table_path(tmp_path, "clips", config_hash="h", video_id="v", content_key="c", shard_key="s0")
     with ParquetSink(path, "clips", row_group_rows=10) as sink:
         for start in range(0, 35, 5):
             n = 5
-            sink.write({"video_id": ["v"] * n, "clip_index": list(range(start, start + n)), "t_start_s": [0.0] * n,
+            sink.write({"video_id": ["v"] * n, "content_key": ["c"] * n, "shard_index": [0] * n, "clip_index": list(range(start, start + n)), "t_start_s": [0.0] * n,
                         "t_end_s": [2.0] * n, "track_id": [1] * n, "action": ["walking"] * n,
                         "action_confidence": [0.5] * n, "action_probs": [[0.1, 0.9]] * n, "n_frames": [4] * n,
                         "run_id": ["r"] * n})
@@ -41,7 +44,7 @@ def test_sink_streams_row_groups_and_stamps_the_schema_version(tmp_path):
 
 
 def test_a_failed_write_leaves_no_file_behind(tmp_path):
-    path = table_path(tmp_path, "runs", "r")
+    path = table_path(tmp_path, "runs", run_id="r")
     with pytest.raises(RuntimeError):
         with ParquetSink(path, "runs", row_group_rows=1) as sink:
             sink.write({f.name: [None] for f in SCHEMAS["runs"]})
@@ -50,7 +53,7 @@ def test_a_failed_write_leaves_no_file_behind(tmp_path):
 
 
 def test_small_tables_are_written_atomically_and_read_by_duckdb(tmp_path):
-    path = write_table(table_path(tmp_path, "videos", "v", "h"), "videos",
+    path = write_table(table_path(tmp_path, "videos", config_hash="h", video_id="v", content_key="c"), "videos",
                        [{"video_id": "v", "uri": "/x.mp4", "status": "failed", "error": "bad", "run_id": "r"}])
     rows = duckdb.sql(f"SELECT video_id, status, error, config_hash FROM read_parquet('{tmp_path}/videos/**/*.parquet', hive_partitioning=true)").fetchall()
     assert rows == [("v", "failed", "bad", "h")] and path.is_file()

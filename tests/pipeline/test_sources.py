@@ -20,13 +20,17 @@ def test_missing_source_is_an_error(tmp_path):
         discover([tmp_path / "nope"])
 
 
-def test_video_id_is_stable_and_changes_with_content(tmp_path):
+def test_video_id_names_the_source_and_content_key_its_version(tmp_path):
+    import os
+
     path = tmp_path / "cam 1.mp4"
     path.write_bytes(b"a" * 300_000)
-    first = video_id_for(str(path))
-    assert first == video_id_for(str(path))
-    assert first.startswith("cam_1-") and len(first) == len("cam_1-") + 12
-    data = bytearray(path.read_bytes())
-    data[-5] = ord("b")
-    path.write_bytes(bytes(data))
-    assert video_id_for(str(path)) != first
+    (first,) = discover([path])
+    assert first.video_id == video_id_for(str(path.resolve())) and first.video_id.startswith("cam_1-")
+    assert len(first.video_id) == len("cam_1-") + 12
+    (again,) = discover([path])
+    assert again == first
+    path.write_bytes(b"b" * 300_001)
+    os.utime(path, ns=(1, 1))
+    (changed,) = discover([path])
+    assert changed.video_id == first.video_id and changed.content_key != first.content_key

@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pipeline.analyze import VideoJob
+from pipeline.analyze import ShardJob
 from pipeline.config import RunConfig
 from pipeline.decode import probe
 from pipeline.models import resolve_actions, resolve_detector
+from pipeline.shards import Shard
 from pipeline.sources import video_id_for
 from tests.conftest import FAST
 
@@ -40,7 +41,8 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
         info = pool.wait_ready()
         assert info[0]["device"] == "cpu" and info[0]["classes"] == {0: "Normal", 1: "Fall"}
         path = samples_dir / "bikes.mp4"
-        job = VideoJob(video_id_for(str(path)), probe(path), str(tmp_path), "r", "h")
+        job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
+                       str(tmp_path), "r", "h")
         pid = ray.get(pool.actors[0].pid.remote())
         with ThreadPoolExecutor(1) as ex:
             future = ex.submit(pool.process, job)
@@ -55,5 +57,21 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
         result = pool.process(job)  # Ray restarted the actor with its models
         assert result.status == "ok" and result.frames_analyzed == 40
         assert ray.get(pool.actors[0].pid.remote()) != pid
+    finally:
+        pool.shutdown()
+
+
+def test_a_shard_past_its_time_limit_is_stopped_and_the_worker_restarts(ray_local, samples_dir, tmp_path):
+    from workers.pool import ShardTimeout, WorkerPool
+
+    pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
+    try:
+        pool.wait_ready()
+        path = samples_dir / "bikes.mp4"
+        job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
+                       str(tmp_path), "r", "h")
+        with pytest.raises(ShardTimeout, match="ran past the 1 s limit"):
+            pool.process(job, timeout_s=1.0)
+        assert pool.process(job).status == "ok"  # the restarted actor takes the next shard
     finally:
         pool.shutdown()

@@ -1,0 +1,167 @@
+"""After a video's shards commit: one track id per person across shards, and the video's row.
+
+Id scheme: inside shard ``k`` a track's raw id is ``k * 1_000_000 + n`` (``n`` from the
+shard's tracker, from 1). Shard ``k``'s warm-up re-tracks the end of shard ``k - 1``'s
+range; a warm-up track whose boxes overlap a previous-shard track on the same frames
+(mean IoU >= 0.5 over at least 2 frames, best pairs first, one to one) continues it. The
+``track_map`` table maps every raw id to the video's track id: 1, 2, ... in order of first
+appearance. The query views apply the map, so ``track_id`` is global per video.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.decode import VideoInfo
+from pipeline.lake import table_path, write_table
+from pipeline.shards import Shard
+
+__all__ = ["VideoOutcome", "stitch_tracks", "finalize_video", "MIN_IOU", "MIN_COMMON_FRAMES"]
+
+MIN_IOU = 0.5
+MIN_COMMON_FRAMES = 2
+
+
+@dataclass
+class VideoOutcome:
+    """A finished video's line in the run summary."""
+
+    video_id: str
+    uri: str
+    status: str
+    error: str | None
+    frames_analyzed: int
+    n_detections: int
+    n_tracks: int
+    clips_by_action: dict[str, int]
+
+
+def _read(path: Path, columns: list[str]) -> pa.Table | None:
+    return pq.read_table(path, columns=columns) if path.is_file() else None
+
+
+def stitch_tracks(lake: str, config_hash: str, video_id: str, content_key: str, shards: list[Shard]) -> dict[int, int]:
+    """Raw track id → video track id, for every raw id in the video's committed detections."""
+    def path(table: str, shard: Shard) -> Path:
+        return table_path(lake, table, config_hash=config_hash, video_id=video_id, content_key=content_key, shard_key=shard.key())
+
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first_seen: dict[int, float] = {}
+    cols = ["t_s", "track_id", "x1", "y1", "x2", "y2"]
+    previous: pa.Table | None = None
+    for shard in shards:
+        table = _read(path("detections", shard), cols)
+        if table is None:
+            continue
+        tracked = table.filter(pc.is_valid(table["track_id"]))
+        if tracked.num_rows:
+            firsts = tracked.group_by("track_id").aggregate([("t_s", "min")])
+            for raw, t in zip(firsts["track_id"].to_pylist(), firsts["t_s_min"].to_pylist()):
+                first_seen[raw] = min(t, first_seen.get(raw, t))
+                find(raw)
+        overlap = _read(path("overlaps", shard), cols) if shard.index > 0 else None
+        if previous is not None and overlap is not None and overlap.num_rows:
+            for a, b in _match(previous, overlap.filter(pc.is_valid(overlap["track_id"]))):
+                parent[find(b)] = find(a)
+        previous = tracked
+    roots: dict[int, float] = {}
+    for raw, t in first_seen.items():
+        root = find(raw)
+        roots[root] = min(t, roots.get(root, t))
+    order = {root: i + 1 for i, root in enumerate(sorted(roots, key=lambda r: (roots[r], r)))}
+    return {raw: order[find(raw)] for raw in first_seen}
+
+
+def _match(previous: pa.Table, warmup: pa.Table) -> list[tuple[int, int]]:
+    """One-to-one pairs (previous raw id, warm-up raw id) whose boxes agree on shared frames."""
+    if warmup.num_rows == 0:
+        return []
+    t0 = pc.min(warmup["t_s"]).as_py()
+    prev = previous.filter(pc.greater_equal(previous["t_s"], t0 - 1e-6))
+    if prev.num_rows == 0:
+        return []
+    a = prev.to_pydict()
+    b = warmup.to_pydict()
+    by_time: dict[float, list[int]] = {}
+    for i, t in enumerate(a["t_s"]):
+        by_time.setdefault(round(t, 4), []).append(i)
+    ious: dict[tuple[int, int], list[float]] = {}
+    for j, t in enumerate(b["t_s"]):
+        for i in by_time.get(round(t, 4), []):
+            iou = _iou([a[k][i] for k in ("x1", "y1", "x2", "y2")], [b[k][j] for k in ("x1", "y1", "x2", "y2")])
+            ious.setdefault((a["track_id"][i], b["track_id"][j]), []).append(iou)
+    scored = sorted(((float(np.mean(v)), pair) for pair, v in ious.items() if len(v) >= MIN_COMMON_FRAMES), reverse=True)
+    used_a, used_b, pairs = set(), set(), []
+    for score, (ia, ib) in scored:
+        if score < MIN_IOU or ia in used_a or ib in used_b:
+            continue
+        used_a.add(ia)
+        used_b.add(ib)
+        pairs.append((ia, ib))
+    return pairs
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def finalize_video(
+    lake: str, config_hash: str, run_id: str, video_id: str, content_key: str, info: VideoInfo, shards: list[Shard],
+    failures: dict[int, tuple[str, str]], wall_s: float,
+) -> VideoOutcome:
+    """Write the video's track map (when every shard committed) and its ``videos`` row.
+
+    ``failures`` maps shard index → (error kind, message) for shards that did not commit.
+    """
+    ledger = [_read(table_path(lake, "ledger", config_hash=config_hash, video_id=video_id, content_key=content_key,
+                               shard_key=s.key()), ["frames_analyzed", "n_detections", "clips_by_action", "warning"])
+              for s in shards]
+    committed = [t.to_pylist()[0] for t in ledger if t is not None and t.num_rows]
+    clips: Counter[str] = Counter()
+    for row in committed:
+        clips.update(json.loads(row["clips_by_action"] or "{}"))
+    frames = sum(r["frames_analyzed"] for r in committed)
+    detections = sum(r["n_detections"] for r in committed)
+    warnings = "; ".join(sorted({r["warning"] for r in committed if r["warning"]})) or None
+    n_tracks = 0
+    if failures:
+        first = min(failures)
+        kind, message = failures[first]
+        status = "failed"
+        error = message if len(shards) <= 1 else f"shard {first} of {len(shards)}: {message}"
+    else:
+        kind = error = None
+        status = "ok"
+        mapping = stitch_tracks(lake, config_hash, video_id, content_key, shards)
+        n_tracks = len(set(mapping.values()))
+        write_table(table_path(lake, "track_map", config_hash=config_hash, video_id=video_id, content_key=content_key),
+                    "track_map", [{"video_id": video_id, "content_key": content_key, "raw_track_id": raw, "track_id": tid}
+                                  for raw, tid in sorted(mapping.items())])
+    write_table(table_path(lake, "videos", config_hash=config_hash, video_id=video_id, content_key=content_key), "videos", [{
+        "video_id": video_id, "content_key": content_key, "uri": info.uri, "status": status, "error": error,
+        "error_kind": kind, "warning": warnings, "duration_s": info.duration_s, "fps": info.fps, "width": info.width,
+        "height": info.height, "codec": info.codec, "frames_analyzed": frames, "n_detections": detections,
+        "n_tracks": n_tracks, "n_clips": sum(clips.values()), "wall_s": wall_s, "shards_total": len(shards),
+        "shards_failed": len(failures), "finished_at": datetime.now(timezone.utc), "run_id": run_id,
+    }])
+    return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips))
