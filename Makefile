@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision pinned to the builds that lie on this machine's disk (others download GBs).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test install bench clean samples
+.PHONY: run test install bench clean samples chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ run: samples
 	$(BIN)/videolake run samples --out lake
 	$(BIN)/videolake query lake "SELECT video_id, action, count(*) AS clips FROM clips GROUP BY ALL ORDER BY ALL"
 
-test: $(STAMP)
+# Headless Chromium opens the HTML report in the report tests; installed only where missing.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 clean:

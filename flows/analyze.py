@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import RunProgress
 from pipeline.analyze import ShardJob, ShardResult, error_kind
+from pipeline.compact import compact, small_file_count
 from pipeline.config import RunConfig
 from pipeline.decode import VideoInfo, probe
 from pipeline.errors import VideolakeError
@@ -37,6 +38,8 @@ __all__ = ["analyze", "RunSummary", "BadVideo"]
 
 # Task runs in flight at once: enough to keep every actor busy, bounded for huge listings.
 _MAX_IN_FLIGHT = 64
+# Compact at the end of a run once this many small data files have piled up.
+_COMPACT_AT_SMALL_FILES = 64
 
 
 class BadVideo(Exception):
@@ -182,6 +185,9 @@ def analyze(
                     _fan_out(todo, pool, cfg, plan.config_hash, lake, run_id, state, summary, progress)
             finally:
                 pool.shutdown()
+    if todo and small_file_count(lake) >= _COMPACT_AT_SMALL_FILES:
+        report = compact(lake)
+        logger.info("compacted %d small files into %d", report.files_before, report.files_after)
     summary.wall_s = time.perf_counter() - t0
     write_table(table_path(lake, "runs", run_id=run_id), "runs", [{
         "run_id": run_id, "started_at": started_at, "finished_at": datetime.now(timezone.utc),

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipeline.compact import lake_files
 from pipeline.errors import LakeError
 from pipeline.lake import SCHEMAS
 
@@ -78,10 +79,11 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
         raise LakeError(f"lake not found: {root}")
     con = duckdb.connect()
     for table, schema in SCHEMAS.items():
-        if (root / table).is_dir() and any((root / table).rglob("*.parquet")):
-            pattern = str(root / table / "**" / "*.parquet").replace("'", "''")
+        files = lake_files(root, table)
+        if files:
+            listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
             con.execute(
-                f"CREATE VIEW _raw_{table} AS SELECT * FROM read_parquet('{pattern}', "
+                f"CREATE VIEW _raw_{table} AS SELECT * FROM read_parquet([{listing}], "
                 "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
             )
         else:
@@ -90,6 +92,9 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
             con.register(f"_empty_{table}", schema.empty_table())
             con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _empty_{table}")
     con.execute(_VIEWS_SQL)
+    from pipeline.sqlpack import register_sql_pack  # the SQL pack: episodes, buckets, dwell, first actions
+
+    register_sql_pack(con)
     return con
 
 

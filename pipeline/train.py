@@ -15,7 +15,8 @@ from torch import nn
 
 from pipeline.actions import ActionLSTM, ActionModel, pad_sequences
 
-__all__ = ["TrainConfig", "Evaluation", "train_action_model", "evaluate", "train_synthetic"]
+__all__ = ["TrainConfig", "Evaluation", "train_action_model", "evaluate", "train_synthetic",
+           "split_by_group", "sequences_sha256", "majority_baseline", "train_on_labels", "evaluate_on_labels"]
 
 
 @dataclass(frozen=True)
@@ -186,3 +187,143 @@ def _model_card_markdown(card: dict, result: Evaluation) -> str:
 - One person per track; crowds with frequent id switches give short, noisy sequences.
 - Train your own classes on your labels: `videolake train-actions` (see README).
 """
+
+
+# ---------------------------------------------------------------------------
+# Training and evaluating on users' labels (``videolake train-actions LABELS --lake LAKE``).
+
+
+def split_by_group(y: np.ndarray, groups: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices, stratified by class, keeping each group (label row) on one side.
+
+    Neighbouring clips of one labelled range look alike; splitting whole ranges keeps the
+    validation score honest. A class labelled by a single range is split clip by clip.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    y, groups = np.asarray(y), np.asarray(groups)
+    val: list[np.ndarray] = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        class_groups = np.unique(groups[members])
+        if len(class_groups) >= 2:
+            chosen = rng.permutation(class_groups)[: min(len(class_groups) - 1, max(1, round(val_fraction * len(class_groups))))]
+            val.append(members[np.isin(groups[members], chosen)])
+        elif len(members) >= 2:
+            val.append(rng.permutation(members)[: min(len(members) - 1, max(1, round(val_fraction * len(members))))])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    return train_idx, val_idx
+
+
+def sequences_sha256(classes: Sequence[str], y: np.ndarray, sequences: Sequence[np.ndarray]) -> str:
+    """A hash of exactly what a model is trained on: class names, labels and feature sequences."""
+    digest = hashlib.sha256(json.dumps(list(classes)).encode())
+    digest.update(np.asarray(y, dtype=np.int64).tobytes())
+    for s in sequences:
+        digest.update(np.ascontiguousarray(s, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def majority_baseline(train_y: np.ndarray, eval_y: np.ndarray) -> tuple[int, float]:
+    """The class most frequent in training and the accuracy of always predicting it on ``eval_y``."""
+    majority = int(np.bincount(np.asarray(train_y)).argmax())
+    return majority, float((np.asarray(eval_y) == majority).mean()) if len(eval_y) else 0.0
+
+
+def train_on_labels(
+    sequences: Sequence[np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    classes: Sequence[str],
+    out: str | os.PathLike[str],
+    config: TrainConfig = TrainConfig(),
+    val_fraction: float = 0.2,
+    provenance: dict | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict:
+    """Train on labelled sequences with a validation split and early stopping; write weights and a card.
+
+    Writes ``out`` (safetensors), ``out`` with ``.json`` and ``.md`` (the model card) and
+    ``.confusion.png`` (validation confusion matrix). Returns the card. Deterministic for a seed.
+    """
+    from pipeline.errors import ConfigError
+    from pipeline.features import FEATURE_NAMES
+    from pipeline.plots import confusion_png
+
+    y = np.asarray(y, dtype=np.int64)
+    train_idx, val_idx = split_by_group(y, groups, val_fraction, config.seed)
+    if len(val_idx) == 0 or len(train_idx) == 0:
+        raise ConfigError(f"too few labelled sequences ({len(y)}) for a training and a validation split")
+    train = ([sequences[i] for i in train_idx], y[train_idx])
+    val = ([sequences[i] for i in val_idx], y[val_idx])
+    log(f"{len(train_idx)} training and {len(val_idx)} validation sequences, classes {', '.join(classes)}")
+    model = train_action_model(train, val, classes, config, log=log)
+    result = evaluate(model, *val)
+    majority, baseline = majority_baseline(train[1], val[1])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    confusion_path = out.with_suffix(".confusion.png")
+    card = {
+        "classes": list(classes),
+        "features": list(FEATURE_NAMES),
+        "data": {**(provenance or {}), "n_sequences": int(len(y)), "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+                 "per_class": {c: int((y == i).sum()) for i, c in enumerate(classes)}},
+        "data_sha256": sequences_sha256(classes, y, sequences),
+        "train_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "val_accuracy": round(result.accuracy, 4),
+        "majority_baseline": {"class": classes[majority], "val_accuracy": round(baseline, 4)},
+        "per_class": {k: {m: round(v, 4) for m, v in d.items()} for k, d in result.per_class.items()},
+        "confusion": result.confusion.tolist(),
+        "confusion_png": confusion_path.name,
+    }
+    model.save(out, {"val_accuracy": str(card["val_accuracy"]), "data_sha256": card["data_sha256"], "trained_on": "labels"})
+    confusion_png(result.confusion, classes, confusion_path, f"validation confusion ({len(val_idx)} clips)")
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    out.with_suffix(".md").write_text(_labelled_card_markdown(card, result, out.name))
+    log(result.table())
+    return card
+
+
+def _labelled_card_markdown(card: dict, result: Evaluation, weights_name: str) -> str:
+    data = card["data"]
+    counts = ", ".join(f"{c} {n}" for c, n in data["per_class"].items())
+    return f"""# Action model card: {weights_name}
+
+- Classes (from the labels): {', '.join(card['classes'])} (plus `unknown` for tracks with too few detections in a clip)
+- Architecture: feature normalisation → LSTM ({card['train_config']['hidden_size']} hidden) → MLP head
+- Features per frame ({len(card['features'])}): {', '.join(card['features'])}, computed from the lake's detections
+  by the same code as inference (`pipeline.features.track_features`, one sequence per track and clip window)
+- Labels: `{data.get('labels', '?')}` (sha256 {str(data.get('labels_sha256', ''))[:16]}), lake config {data.get('config_hash', '?')},
+  clip windows of {data.get('clip_seconds', '?')} s
+- Sequences: {data['n_sequences']} ({counts}); {data['n_train']} train, {data['n_val']} validation (whole label rows per side)
+- Data sha256 (features + labels): {card['data_sha256'][:16]}
+- Validation accuracy **{card['val_accuracy']:.3f}**; majority-class baseline ({card['majority_baseline']['class']})
+  {card['majority_baseline']['val_accuracy']:.3f}
+
+```
+{result.table()}
+```
+
+![validation confusion matrix]({card['confusion_png']})
+
+## Limits
+- Validation comes from the same labels file; measure on labels the model never saw with `videolake eval-actions`.
+- The model only knows the classes of its labels and the detector/tracker of the lake configuration it was trained on.
+"""
+
+
+def evaluate_on_labels(model: ActionModel, sequences: Sequence[np.ndarray], y: np.ndarray, classes: Sequence[str]) -> Evaluation:
+    """Score ``model`` on labelled sequences whose ``y`` index ``classes`` (the labels' own class list).
+
+    Every labelled class must be one the model knows; the report is in the model's classes.
+    """
+    from pipeline.errors import ConfigError
+
+    unknown = [c for c in classes if c not in model.classes]
+    if unknown:
+        raise ConfigError(f"the labels use class(es) the model does not know: {', '.join(unknown)}; "
+                          f"the model's classes: {', '.join(model.classes)}")
+    to_model = np.array([model.classes.index(c) for c in classes], dtype=np.int64)
+    return evaluate(model, sequences, to_model[np.asarray(y, dtype=np.int64)])

@@ -63,6 +63,8 @@ def run(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster [default: RAY_ADDRESS or a local Ray]."),
     batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8]."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
+    shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse quarantined videos (failed before on the same content) again."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
@@ -76,7 +78,7 @@ def run(
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
             conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
-            gpus_per_worker=gpus_per_worker,
+            gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds,
         ))
         from pipeline.plan import plan_run
 
@@ -84,7 +86,8 @@ def run(
         _quiet_logs(verbose)
         from flows.analyze import analyze
 
-        summary = analyze(sources=list(sources), lake=str(out), config=cfg.to_dict(), show_progress=not quiet)
+        summary = analyze(sources=list(sources), lake=str(out), config=cfg.to_dict(), show_progress=not quiet,
+                          retry_failed=retry_failed)
         typer.echo("\n".join(summary.lines()))
 
     _guard(go)
@@ -127,6 +130,19 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
 
 
 @app.command()
+def compact(lake: str = typer.Argument(..., help="The lake folder.")) -> None:
+    """Merge small Parquet files of finished videos into large ones; query results do not change."""
+
+    def go() -> None:
+        from pipeline.compact import compact as run_compaction
+
+        report = run_compaction(lake)
+        typer.echo(f"compacted {report.files_before} files into {report.files_after} ({report.rows} rows rewritten)")
+
+    _guard(go)
+
+
+@app.command()
 def models() -> None:
     """The default models: where each comes from, classes, sha256, size."""
 
@@ -144,21 +160,51 @@ def models() -> None:
 
 @app.command("train-actions")
 def train_actions(
+    labels: Optional[Path] = typer.Argument(None, help="Labels CSV or Parquet: video_id or uri, t_start_s, t_end_s, action[, track_id]."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the .safetensors weights (a model card .md/.json goes beside)."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Train on generated kinematic sequences of the five default actions."),
+    lake: Optional[str] = typer.Option(None, "--lake", help="The lake whose detections the labels refer to."),
+    config_hash: Optional[str] = typer.Option(None, "--config-hash", help="Which results of the lake [default: the latest run's]."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of label rows held out for validation."),
     n_train: int = typer.Option(20000, help="Synthetic training sequences."),
     epochs: int = typer.Option(20, help="Maximum epochs (early stopping on the validation split)."),
     seed: int = typer.Option(0, help="Random seed (training is reproducible for a seed)."),
 ) -> None:
-    """Train the action LSTM and write weights plus a model card."""
+    """Train the action LSTM (on your labels, or --synthetic) and write weights plus a model card."""
 
     def go() -> None:
-        if not synthetic:
-            raise ConfigError("only --synthetic training is available in this version")
-        from pipeline.train import train_synthetic
+        if synthetic:
+            if labels is not None or lake is not None:
+                raise ConfigError("--synthetic takes no LABELS and no --lake")
+            from pipeline.train import train_synthetic
 
-        card = train_synthetic(out, n_train=n_train, epochs=epochs, seed=seed, log=typer.echo)
-        typer.echo(f"held-out accuracy {card['test_accuracy']:.3f}; wrote {out}")
+            card = train_synthetic(out, n_train=n_train, epochs=epochs, seed=seed, log=typer.echo)
+            typer.echo(f"held-out accuracy {card['test_accuracy']:.3f}; wrote {out}")
+            return
+        if labels is None or lake is None:
+            raise ConfigError("give LABELS and --lake LAKE (or --synthetic)")
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+        from pipeline.labels import load_labelled_sequences
+        from pipeline.render import lake_connection
+        from pipeline.train import TrainConfig, train_on_labels
+
+        con = lake_connection(lake)
+        try:
+            found, data = load_labelled_sequences(con, labels, config_hash)
+        finally:
+            con.close()
+        if data.rows_without_sequences:
+            typer.echo(f"note: {len(data.rows_without_sequences)} label row(s) gave no clip to train on "
+                       f"(e.g. rows {', '.join(map(str, data.rows_without_sequences[:8]))})", err=True)
+        provenance = {"labels": str(labels), "labels_sha256": found.sha256, "lake": str(lake),
+                      "config_hash": data.config.config_hash, "clip_seconds": data.config.clip_seconds}
+        card = train_on_labels(data.sequences, data.y, data.groups, data.classes, out, TrainConfig(epochs=epochs, seed=seed),
+                               val_fraction, provenance, log=typer.echo)
+        typer.echo(f"validation accuracy {card['val_accuracy']:.3f} (majority baseline "
+                   f"{card['majority_baseline']['val_accuracy']:.3f}); classes {', '.join(card['classes'])}; wrote {out}")
 
     _guard(go)
 
@@ -219,6 +265,8 @@ def _cell(value: object) -> str:
         return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value)
 
+
+import videolake.commands_see  # noqa: E402,F401  (registers render, report, eval-actions)
 
 if __name__ == "__main__":
     app()

@@ -64,3 +64,49 @@ def test_unwritable_lake_fails_early_naming_the_path(tmp_path):
     blocker.write_text("x")
     with pytest.raises(LakeError, match=str(blocker)):
         check_writable(blocker / "lake")
+
+
+def test_compaction_merges_finished_videos_files_without_changing_query_results(tmp_path):
+    from pipeline.compact import compact, lake_files
+    from pipeline.query import run_sql
+
+    for v in range(3):
+        kw = dict(config_hash="h", video_id=f"v{v}", content_key="c")
+        for shard in range(4):
+            rows = [{"video_id": f"v{v}", "content_key": "c", "shard_index": shard, "frame_index": shard * 10 + i,
+                     "t_s": shard + i / 10, "track_id": 1, "class_id": 0, "class_name": "Normal", "confidence": 0.9,
+                     "x1": 0, "y1": 0, "x2": 1, "y2": 1, "run_id": "r"} for i in range(10)]
+            write_table(table_path(tmp_path, "detections", shard_key=f"s{shard}", **kw), "detections", rows)
+            write_table(table_path(tmp_path, "ledger", shard_key=f"s{shard}", **kw), "ledger",
+                        [{"video_id": f"v{v}", "content_key": "c", "shard_index": shard}])
+        if v < 2:  # v2 is still being analysed: its shard files must stay for the stitch step
+            write_table(table_path(tmp_path, "videos", **kw), "videos", [{"video_id": f"v{v}", "content_key": "c", "status": "ok"}])
+    query = "SELECT video_id, count(*) AS n, sum(frame_index) AS f FROM all_detections GROUP BY 1 ORDER BY 1"
+    before = run_sql(tmp_path, query).to_pylist()
+    report = compact(tmp_path)
+    assert (report.files_before, report.files_after, report.rows) == (8, 1, 80)
+    assert run_sql(tmp_path, query).to_pylist() == before
+    files = lake_files(tmp_path, "detections")
+    merged = [p for p in files if p.name.startswith("compact-")]
+    assert len(files) == 5 and len(merged) == 1 and pq.ParquetFile(merged[0]).metadata.num_rows == 80
+
+
+def test_an_interrupted_compaction_never_shows_rows_twice(tmp_path):
+    import json
+    import shutil
+
+    from pipeline.compact import compact, lake_files
+
+    kw = dict(config_hash="h", video_id="v", content_key="c")
+    for shard in range(2):
+        write_table(table_path(tmp_path, "detections", shard_key=f"s{shard}", **kw), "detections",
+                    [{"video_id": "v", "content_key": "c", "shard_index": shard, "frame_index": shard}])
+    inputs = [str(p.relative_to(tmp_path)) for p in lake_files(tmp_path, "detections")]
+    # Simulate a crash after the merged file appeared and before the inputs were deleted.
+    out = tmp_path / "detections" / "config_hash=h" / "compact-x.parquet"
+    shutil.copy(tmp_path / inputs[0], out)
+    (tmp_path / "_compactions").mkdir()
+    (tmp_path / "_compactions" / "x.json").write_text(json.dumps({"output": str(out.relative_to(tmp_path)), "inputs": inputs}))
+    assert [p.name for p in lake_files(tmp_path, "detections")] == ["compact-x.parquet"]
+    compact(tmp_path)  # finishes the interrupted one
+    assert not (tmp_path / "_compactions" / "x.json").exists() and not (tmp_path / inputs[1]).exists()

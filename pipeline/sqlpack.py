@@ -1,0 +1,70 @@
+"""The SQL pack: views and macros for the questions people ask the lake most.
+
+Registered on every connection by ``pipeline.query.connect``:
+
+- ``action_episodes`` (view): consecutive clips of one track with the same action merged
+  into one row with ``t_start_s``, ``t_end_s``, ``duration_s``, ``n_clips``.
+- ``actions_per_bucket(bucket_s)`` (table macro): clips and distinct tracks per action in
+  time buckets of ``bucket_s`` seconds (a clip counts in the bucket its start falls in).
+- ``track_dwell`` (view): how long each track stays in view (first to last detection),
+  with its most frequent known action.
+- ``first_actions`` (view): the first clip of each action in each video, and its track.
+
+Every result keeps ``config_hash``: results of different configurations or models never mix.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+__all__ = ["SQL_PACK", "SQL_PACK_NAMES", "register_sql_pack"]
+
+SQL_PACK_NAMES = ("action_episodes", "actions_per_bucket", "track_dwell", "first_actions")
+
+SQL_PACK = """
+CREATE OR REPLACE VIEW action_episodes AS
+WITH numbered AS (
+    SELECT config_hash, video_id, track_id, action, clip_index, t_start_s, t_end_s, action_confidence,
+           clip_index - row_number() OVER (PARTITION BY config_hash, video_id, track_id, action ORDER BY clip_index) AS island
+    FROM clips
+    WHERE track_id IS NOT NULL
+)
+SELECT config_hash, video_id, track_id, action,
+       min(t_start_s) AS t_start_s, max(t_end_s) AS t_end_s, max(t_end_s) - min(t_start_s) AS duration_s,
+       count(*) AS n_clips, min(clip_index) AS first_clip_index, avg(action_confidence) AS mean_confidence
+FROM numbered
+GROUP BY config_hash, video_id, track_id, action, island;
+
+CREATE OR REPLACE MACRO actions_per_bucket(bucket_s := 10.0) AS TABLE
+SELECT config_hash, video_id,
+       floor(t_start_s / bucket_s) * bucket_s AS bucket_start_s,
+       action, count(*) AS n_clips, count(DISTINCT track_id) AS n_tracks
+FROM clips
+GROUP BY ALL
+ORDER BY config_hash, video_id, bucket_start_s, action;
+
+CREATE OR REPLACE VIEW track_dwell AS
+SELECT t.config_hash, t.video_id, t.track_id, t.class_name,
+       t.t_first_s, t.t_last_s, t.t_last_s - t.t_first_s AS dwell_s, t.n_detections,
+       c.main_action, coalesce(c.n_clips, 0) AS n_clips
+FROM tracks t
+LEFT JOIN (
+    SELECT config_hash, video_id, track_id,
+           mode(action) FILTER (WHERE action <> 'unknown') AS main_action, count(*) AS n_clips
+    FROM clips
+    GROUP BY ALL
+) c USING (config_hash, video_id, track_id);
+
+CREATE OR REPLACE VIEW first_actions AS
+SELECT config_hash, video_id, action, t_start_s AS first_t_s, track_id AS first_track_id, action_confidence
+FROM clips
+WHERE action <> 'unknown'
+QUALIFY row_number() OVER (PARTITION BY config_hash, video_id, action ORDER BY t_start_s, track_id) = 1;
+"""
+
+
+def register_sql_pack(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the pack's views and macros on ``con`` (which must already have ``clips`` and ``tracks``)."""
+    for statement in SQL_PACK.split(";"):
+        if statement.strip():
+            con.execute(statement)

@@ -1,0 +1,157 @@
+"""Labels → training sequences from the lake's detections → a user-trained action model."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipeline.actions import ActionModel
+from pipeline.errors import ConfigError
+from pipeline.labels import load_labelled_sequences
+from pipeline.models import default_actions_path
+from pipeline.query import connect
+from pipeline.train import TrainConfig, evaluate_on_labels, majority_baseline, train_on_labels
+from tests.real_lake import real_lake
+from tests.synthetic_lake import CLASS_NAMES, CONFIG_HASH, write_synthetic_lake
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A lake of synthetic tracks: labels for training (seed 11) and held-out labels (seed 12) on other videos."""
+    root = tmp_path_factory.mktemp("synthetic")
+    train = write_synthetic_lake(root / "lake", root / "train.csv", n_tracks=600, seed=11, prefix="train")
+    held_out = write_synthetic_lake(root / "lake", root / "held_out.csv", n_tracks=250, seed=12, prefix="heldout")
+    return root / "lake", train, held_out
+
+
+def _sequences(lake, labels_path):
+    con = connect(lake)
+    try:
+        return load_labelled_sequences(con, labels_path)
+    finally:
+        con.close()
+
+
+def test_sequences_come_from_the_lake_with_the_labels_own_classes(synthetic):
+    lake, train, _ = synthetic
+    labels, data = _sequences(lake, train.path)
+    assert labels.classes == data.classes == tuple(sorted(CLASS_NAMES.values()))
+    assert len(labels) == train.n_rows == 600
+    assert data.config.config_hash == CONFIG_HASH and data.config.clip_seconds == 2.0
+    # One or two 2 s windows per 1-4 s track; a window needs 4+ detections and half its time labelled.
+    assert 600 < len(data) < 1200
+    assert len(data.rows_without_sequences) < 0.05 * 600
+    assert all(len(s) >= 4 and s.shape[1] == 12 for s in data.sequences)
+    assert min(data.counts().values()) > 100
+    assert {k[0] for k in data.keys} <= set(train.video_ids)  # rows naming the uri resolved to the video_id
+
+
+def test_a_model_trained_on_labels_beats_the_majority_baseline_on_held_out_labels(synthetic, tmp_path):
+    lake, train, held_out = synthetic
+    _, data = _sequences(lake, train.path)
+    out = tmp_path / "mine.safetensors"
+    card = train_on_labels(data.sequences, data.y, data.groups, data.classes, out, TrainConfig(epochs=15, seed=0),
+                           provenance={"labels": str(train.path)})
+    model = ActionModel.load(out)
+    assert model.classes == data.classes
+    _, test = _sequences(lake, held_out.path)
+    result = evaluate_on_labels(model, test.sequences, test.y, test.classes)
+    _, baseline = majority_baseline(data.y, test.y)
+    assert baseline < 0.3  # five balanced classes
+    assert result.accuracy > baseline + 0.3, result.table()
+    # The card: classes, metrics, confusion matrix image, data hash.
+    assert card["classes"] == list(data.classes) and card["val_accuracy"] > card["majority_baseline"]["val_accuracy"] + 0.2
+    assert card["data"]["n_train"] + card["data"]["n_val"] == len(data)
+    assert len(card["data_sha256"]) == 64 and card["data"]["labels"] == str(train.path)
+    png = out.with_suffix(".confusion.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert "majority-class baseline" in out.with_suffix(".md").read_text()
+    assert np.array(card["confusion"]).sum() == card["data"]["n_val"]
+
+
+def test_training_is_reproducible_for_a_seed(synthetic, tmp_path):
+    from safetensors.torch import load_file
+
+    lake, train, _ = synthetic
+    _, data = _sequences(lake, train.path)
+    subset = np.arange(0, len(data), 3)
+    args = ([data.sequences[i] for i in subset], data.y[subset], data.groups[subset], data.classes)
+    runs = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        card = train_on_labels(*args, tmp_path / f"{name}.safetensors", TrainConfig(epochs=3, seed=seed))
+        runs.append((load_file(tmp_path / f"{name}.safetensors"), card))
+    (a, card_a), (b, card_b), (c, _) = runs
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same seed: the same weights, bit for bit
+    assert {**card_a, "confusion_png": None} == {**card_b, "confusion_png": None}  # same metrics, same data hash
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # another seed: another model
+
+
+def test_sequences_are_what_inference_computed_for_the_same_clips(samples_dir, tmp_path):
+    """Labels equal to the lake's own clips give the sequences the run classified: same model, same probabilities."""
+    lake = real_lake(samples_dir).path
+    con = connect(lake)
+    clips = con.execute("SELECT video_id, t_start_s, t_end_s, action, track_id, clip_index, action_probs FROM clips "
+                        "WHERE action <> 'unknown' ORDER BY ALL").fetchall()
+    con.close()
+    assert len({c[3] for c in clips}) >= 2, clips
+    labels = tmp_path / "labels.csv"
+    pcsv.write_csv(pa.table({"video_id": [c[0] for c in clips], "t_start_s": [c[1] for c in clips],
+                             "t_end_s": [c[2] for c in clips], "action": [c[3] for c in clips],
+                             "track_id": [c[4] for c in clips]}), labels)
+    _, data = _sequences(lake, labels)
+    assert sorted(data.keys) == sorted((c[0], c[4], c[5]) for c in clips)
+    probs = ActionModel.load(default_actions_path()).predict_proba(data.sequences)
+    by_key = dict(zip(data.keys, probs))
+    for video_id, *_, track_id, k, expected in clips:
+        np.testing.assert_allclose(by_key[(video_id, track_id, k)], expected, atol=1e-4)
+
+
+def test_labels_without_track_id_label_every_track_in_the_range_and_parquet_works(samples_dir, tmp_path):
+    rl = real_lake(samples_dir)
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(pa.table({"uri": [rl.uris["carphone_pristine.mp4"], rl.uris["bikes.mp4"]], "t_start_s": [0.0, 0.0],
+                             "t_end_s": [4.0, 10.0], "action": ["on_phone", "street"]}), labels)
+    _, data = _sequences(rl.path, labels)
+    con = connect(rl.path)
+    expected = con.execute("SELECT video_id, track_id, clip_index FROM clips WHERE action <> 'unknown' ORDER BY ALL").fetchall()
+    con.close()
+    assert sorted(data.keys) == [tuple(e) for e in expected]
+    assert data.classes == ("on_phone", "street")
+
+
+BAD_ROWS = [
+    ("unknown video", [("carphone", 0, 2, "a"), ("nope-123", 0, 2, "b"), ("/x/y.mp4", 1, 2, "b")],
+     "unknown video 'nope-123' (not in the lake): 2; unknown video '/x/y.mp4' (not in the lake): 3"),
+    ("inverted range", [("carphone", 0, 2, "a"), ("carphone", 3, 1, "b"), ("bikes", 2, 2, "b")],
+     "inverted time range (t_end_s <= t_start_s): 2, 3"),
+    ("empty class", [("carphone", 0, 2, "a"), ("bikes", 0, 2, ""), ("bikes", 2, 4, "  ")], "empty action: 2, 3"),
+    ("not a number", [("carphone", 0, 2, "a"), ("bikes", "soon", 2, "b")], "t_start_s/t_end_s not a number: 2"),
+    ("one class", [("carphone", 0, 2, "a"), ("bikes", 0, 2, "a")], "need at least 2 action classes"),
+]
+
+
+@pytest.mark.parametrize("case, rows, message", BAD_ROWS, ids=[b[0] for b in BAD_ROWS])
+def test_bad_labels_get_a_clear_error_naming_the_rows(samples_dir, tmp_path, case, rows, message):
+    rl = real_lake(samples_dir)
+    names = {"carphone": rl.video_ids["carphone_pristine.mp4"], "bikes": rl.uris["bikes.mp4"]}
+    path = tmp_path / "labels.csv"
+    pcsv.write_csv(pa.table({"video_id": [names.get(r[0], r[0]) for r in rows], "t_start_s": [str(r[1]) for r in rows],
+                             "t_end_s": [str(r[2]) for r in rows], "action": [r[3] for r in rows]}), path)
+    with pytest.raises(ConfigError) as info:
+        _sequences(rl.path, path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_columns_and_a_class_without_sequences_are_errors(samples_dir, tmp_path):
+    rl = real_lake(samples_dir)
+    path = tmp_path / "labels.csv"
+    path.write_text("video,start,end,action\nx,0,1,a\n")
+    with pytest.raises(ConfigError, match="missing column.*t_start_s, t_end_s"):
+        _sequences(rl.path, path)
+    carphone = rl.video_ids["carphone_pristine.mp4"]
+    path.write_text(f"video_id,t_start_s,t_end_s,action\n{carphone},0,4,talking\n{carphone},3.9,4.0,waving\n")
+    with pytest.raises(ConfigError, match=r"class\(es\) with no usable sequence: 'waving' \(rows 2:"):
+        _sequences(rl.path, path)

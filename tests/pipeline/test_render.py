@@ -1,0 +1,101 @@
+"""Annotated clips rendered on demand from the source video and the lake's rows."""
+
+import av
+import numpy as np
+import pytest
+import supervision as sv
+
+from pipeline.decode import iter_frames, probe
+from pipeline.errors import ConfigError, SourceError
+from pipeline.lake import table_path, write_table
+from pipeline.query import connect
+from pipeline.render import find_video, frames_between, label_for, load_overlay, render_clip
+from tests.real_lake import real_lake
+
+
+@pytest.fixture(scope="module")
+def lake(samples_dir):
+    return real_lake(samples_dir)
+
+
+@pytest.fixture
+def con(lake):
+    c = connect(lake.path)
+    yield c
+    c.close()
+
+
+def test_frames_between_seeks_and_keeps_the_runs_timestamps(samples_dir):
+    uri = str(samples_dir / "bikes.mp4")
+    expected = [f.t_s for f in iter_frames(uri) if 8.0 <= f.t_s < 9.0]
+    got = list(frames_between(uri, 8.0, 9.0))
+    assert [f.t_s for f in got] == expected and len(got) == 25  # 25 fps
+    assert got[0].image.shape == (272, 640, 3)
+
+
+def test_render_writes_the_range_with_boxes_in_each_tracks_colour(lake, con, tmp_path):
+    video_id = lake.video_ids["bikes.mp4"]
+    out = tmp_path / "bikes.mp4"
+    result = render_clip(con, video_id, out, 3.0, 6.0)
+    assert (result.frames_written, result.width, result.height, result.fps) == (75, 640, 272, 25.0)
+    assert result.t_start_s == pytest.approx(3.0) and result.t_end_s == pytest.approx(5.96)
+    assert result.boxes_drawn > 0 and result.config_hash == lake.config_hash
+    info = probe(out)
+    assert (info.codec, info.width, info.height, info.n_frames_estimate) == ("h264", 640, 272, 75)
+    assert info.duration_s == pytest.approx(3.0, abs=0.05)
+
+    # Where the lake has a tracked detection, the rendered frame shows its box edge in the track's colour.
+    video = find_video(con, video_id)
+    overlay = load_overlay(con, video, 3.0, 6.0)
+    tracked = np.flatnonzero((overlay.track_id >= 0) & (overlay.t_s >= 3.0))
+    assert len(tracked), "the sample lake should have tracked people in bikes.mp4 between 3 and 6 s"
+    i = tracked[0]
+    t_s, (x1, y1, _, y2), track_id = overlay.t_s[i], overlay.xyxy[i].round().astype(int), int(overlay.track_id[i])
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    frame = frames[int(round((t_s - 3.0) * 25))]
+    colour = np.array(sv.ColorPalette.DEFAULT.by_idx(track_id).as_bgr(), dtype=float)
+    y_mid = slice(max(y1, 0) + 30, min(y2, 272) - 10)  # below the label, along the left edge
+    columns = range(max(x1 - 2, 0), min(x1 + 3, 640))
+
+    def distance(image):  # how far the pixels along the box's left edge are from the track's colour (best column)
+        return min(np.median(np.abs(image[y_mid, x].astype(float) - colour).sum(axis=1)) for x in columns)
+
+    assert distance(frame) < 80
+    assert distance(next(frames_between(video.uri, t_s, t_s + 0.02)).image) > 150  # the source has no such line
+
+
+def test_labels_carry_track_class_action_and_confidence(lake, con):
+    video = find_video(con, lake.video_ids["carphone_pristine.mp4"])
+    clip = con.execute("SELECT track_id, t_start_s, action, action_confidence FROM clips WHERE video_id = ? "
+                       "AND action <> 'unknown' ORDER BY t_start_s LIMIT 1", [video.video_id]).fetchone()
+    overlay = load_overlay(con, video, 0.0, 4.0)
+    i = next(j for j in range(len(overlay)) if overlay.track_id[j] == clip[0] and overlay.t_s[j] >= clip[1])
+    text = label_for(overlay, i, overlay.t_s[i])
+    assert text.startswith(f"#{clip[0]} {overlay.class_name[i]} {overlay.confidence[i]:.2f}")
+    assert text.endswith(f"| {clip[2]} {clip[3]:.2f}")
+
+
+def test_render_errors_say_what_is_wrong(lake, con, tmp_path):
+    with pytest.raises(ConfigError, match="not in the lake; videos there: .*bikes"):
+        render_clip(con, "nope", tmp_path / "x.mp4")
+    with pytest.raises(ConfigError, match="must be after start"):
+        render_clip(con, lake.video_ids["bikes.mp4"], tmp_path / "x.mp4", 5.0, 4.0)
+    with pytest.raises(ConfigError, match="past the end"):
+        render_clip(con, lake.video_ids["bikes.mp4"], tmp_path / "x.mp4", 60.0)
+    with pytest.raises(ConfigError, match="no results under config_hash"):
+        render_clip(con, lake.video_ids["bikes.mp4"], tmp_path / "x.mp4", config_hash="0" * 16)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_moved_source_is_a_source_error(tmp_path):
+    write_table(table_path(tmp_path, "videos", config_hash="h", video_id="gone-1", content_key="c"), "videos", [
+        {"video_id": "gone-1", "content_key": "c", "uri": str(tmp_path / "gone.mp4"), "status": "ok", "width": 64, "height": 64, "fps": 25.0,
+         "duration_s": 2.0, "run_id": "r"}])
+    con = connect(tmp_path)
+    try:
+        with pytest.raises(SourceError, match="file not found"):
+            render_clip(con, "gone-1", tmp_path / "out" / "x.mp4")
+    finally:
+        con.close()
+    assert not list((tmp_path / "out").iterdir())

@@ -1,0 +1,94 @@
+"""``videolake render``, ``report`` and ``eval-actions``: results people can look at and check.
+
+Registered on the main Typer app by importing this module (``videolake.cli`` does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from videolake.cli import _guard, app
+
+
+@app.command()
+def render(
+    lake: str = typer.Argument(..., help="The lake folder."),
+    video: str = typer.Option(..., "--video", help="The video_id to render (see: videolake query LAKE \"FROM videos\")."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .mp4 to write."),
+    start: float = typer.Option(0.0, "--start", help="Start time in seconds."),
+    end: Optional[float] = typer.Option(None, "--end", help="End time in seconds [default: the video's end]."),
+    config_hash: Optional[str] = typer.Option(None, "--config-hash", help="Which results [default: the latest run's]."),
+) -> None:
+    """Re-render an annotated clip from the source video and the lake: boxes, track ids, classes, actions."""
+
+    def go() -> None:
+        from pipeline.render import lake_connection, render_clip
+
+        con = lake_connection(lake)
+        try:
+            r = render_clip(con, video, out, start, end, config_hash)
+        finally:
+            con.close()
+        typer.echo(f"wrote {r.path}: {r.frames_written} frames {r.width}x{r.height} at {r.fps:.3g} fps, "
+                   f"{r.t_start_s:.2f}-{r.t_end_s:.2f} s, {r.boxes_drawn} boxes drawn (config {r.config_hash})")
+
+    _guard(go)
+
+
+@app.command()
+def report(
+    lake: str = typer.Argument(..., help="The lake folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for index.html and its images."),
+    keyframes: int = typer.Option(3, "--keyframes", help="Annotated keyframes per video (0 = none)."),
+    bucket_s: Optional[float] = typer.Option(None, "--bucket-s", help="Time bucket for action counts [default: by length]."),
+) -> None:
+    """Write a static HTML report: runs, failures, action timelines, counts per time bucket, keyframes."""
+
+    def go() -> None:
+        from pipeline.errors import ConfigError
+        from pipeline.render import lake_connection
+        from pipeline.report import write_report
+
+        if keyframes < 0 or (bucket_s is not None and bucket_s <= 0):
+            raise ConfigError("--keyframes must be >= 0 and --bucket-s > 0")
+        con = lake_connection(lake)
+        try:
+            r = write_report(con, out, keyframes, bucket_s)
+        finally:
+            con.close()
+        for note in r.notes:
+            typer.echo(f"note: {note}", err=True)
+        typer.echo(f"wrote {r.index}: {r.videos} video(s), {len(r.images)} image(s)")
+
+    _guard(go)
+
+
+@app.command("eval-actions")
+def eval_actions(
+    labels: Path = typer.Argument(..., help="Labels CSV or Parquet: video_id or uri, t_start_s, t_end_s, action[, track_id]."),
+    lake: str = typer.Option(..., "--lake", help="The lake whose detections the labels refer to."),
+    actions: Path = typer.Option(..., "--actions", help="The action model (.safetensors) to evaluate."),
+    config_hash: Optional[str] = typer.Option(None, "--config-hash", help="Which results [default: the latest run's]."),
+) -> None:
+    """Per-class precision, recall, F1 and the confusion matrix of an action model on labelled clips."""
+
+    def go() -> None:
+        from pipeline.actions import ActionModel
+        from pipeline.labels import load_labelled_sequences
+        from pipeline.render import lake_connection
+        from pipeline.train import evaluate_on_labels
+
+        model = ActionModel.load(actions)
+        con = lake_connection(lake)
+        try:
+            _, data = load_labelled_sequences(con, labels, config_hash)
+        finally:
+            con.close()
+        result = evaluate_on_labels(model, data.sequences, data.y, data.classes)
+        typer.echo(result.table())
+        typer.echo(f"{len(data)} labelled clips (config {data.config.config_hash}); accuracy {result.accuracy:.3f}")
+
+    _guard(go)
