@@ -104,8 +104,8 @@ class RunSummary:
             "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none"),
             f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",
         ]
-        out += [f"failed: {uri}: {error}" for uri, error in self.failures]
-        out += [f"quarantined (use --retry-failed): {uri}: {error}" for uri, error in self.quarantined]
+        out += [f"failed: {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.failures]
+        out += [f"quarantined (use --retry-failed): {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.quarantined]
         return out
 
 

@@ -26,7 +26,8 @@ __all__ = ["connect", "run_sql", "describe_views", "ViewInfo", "VIEWS"]
 
 _UNPARTITIONED = ("runs", "shards")
 VIEWS = ("detections", "clips", "videos", "tracks", "failed", "runs", "shards",
-         "all_detections", "all_clips", "all_videos", "ledger", "track_map")
+         "all_detections", "all_clips", "all_videos", "ledger", "track_map",
+         "action_episodes", "track_dwell", "first_actions")
 
 _VIEWS_SQL = """
 CREATE VIEW all_detections AS

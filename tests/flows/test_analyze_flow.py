@@ -100,9 +100,9 @@ def test_shard_size_does_not_change_the_output_beyond_tracking_noise(prefect_api
     from tests.media import looped_video
 
     video = looped_video(tmp_path / "long.mp4", seconds=60)
-    whole = analyze(sources=[str(video.path)], lake=str(tmp_path / "whole"), config={**FAST, "analysis_fps": 2, "shard_seconds": 0},
+    whole = analyze(sources=[str(video.path)], lake=str(tmp_path / "whole"), config={**FAST, "shard_seconds": 0},
                     show_progress=False)
-    sharded = analyze(sources=[str(video.path)], lake=str(tmp_path / "sharded"), config={**FAST, "analysis_fps": 2, "shard_seconds": 5},
+    sharded = analyze(sources=[str(video.path)], lake=str(tmp_path / "sharded"), config={**FAST, "shard_seconds": 5},
                       show_progress=False)
     assert (whole.shards_total, sharded.shards_total) == (1, 10)  # 5 s rounds up to whole 2 s clips: 6 s shards
     q_clips = "SELECT DISTINCT video_id, clip_index FROM clips ORDER BY ALL"
@@ -149,3 +149,34 @@ def test_a_corpus_of_damaged_videos_completes_with_every_variant_accounted_for(p
     huge = next(r for r in rows if r["uri"].endswith("huge_dimensions_9000.mp4"))
     assert "exceeds the limit" in huge["error"]
     print(f"corpus: {len(rows)} variants: {dict(by)}")
+
+
+def test_a_worker_killed_mid_shard_costs_one_retry_of_that_shard(prefect_api, ray_local, samples_dir, tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    lake = tmp_path / "lake"
+    outcome = {}
+    run = threading.Thread(target=lambda: outcome.setdefault("summary", analyze(
+        sources=[str(samples_dir / "bikes.mp4")], lake=str(lake), config={**FAST, "workers": 1, "shard_seconds": 4},
+        show_progress=False)))
+    run.start()
+    killed = None
+    deadline = time.time() + 180
+    while killed is None and time.time() < deadline and run.is_alive():
+        busy = [p for p in psutil.process_iter(["cmdline"]) if "ray::VideoWorker.process" in " ".join(p.info["cmdline"] or [])]
+        if busy and list(lake.glob("ledger/*/*/*.parquet")):  # one shard committed, the next one in flight
+            killed = busy[0].pid
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    run.join(timeout=300)
+    assert killed, "no worker was caught mid-shard"
+    summary = outcome["summary"]
+    assert (summary.videos_ok, summary.shards_failed, summary.shards_processed) == (1, 0, 3)
+    shards = run_sql(lake, "SELECT shard_index, status, attempts FROM shards ORDER BY 1").to_pylist()
+    assert [s["status"] for s in shards] == ["ok"] * 3
+    assert sorted(s["attempts"] for s in shards) == [1, 1, 2]  # the killed shard ran twice; nothing else did
