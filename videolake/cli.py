@@ -235,7 +235,7 @@ def _print_table(table, fmt: str) -> None:  # noqa: ANN001 - a pyarrow.Table
     elif fmt == "csv":
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=table.column_names)
+        writer = csv.DictWriter(sys.stdout, fieldnames=table.column_names, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     else:
