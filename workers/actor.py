@@ -41,14 +41,16 @@ class VideoWorker:
     with the same constructor; the call in flight fails and Prefect retries that video.
     """
 
-    def __init__(self, config: dict, detector_path: str, actions_path: str, num_threads: int, progress=None) -> None:
+    def __init__(self, config: dict, detector_path: str, actions_path: str, num_threads: int,
+                 progress_name: str | None = None) -> None:
         import torch
 
         torch.set_num_threads(max(1, num_threads))
         self.config = RunConfig.from_mapping(config)
         detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device)
         self.analyzer = VideoAnalyzer(self.config, detector, ActionModel.load(actions_path))
-        self.progress = progress
+        # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
+        self.progress = ray.get_actor(progress_name) if progress_name else None
         context = ray.get_runtime_context()
         self.name = f"{socket.gethostname()}:{context.get_node_id()[:8]}/{context.get_actor_id()[:8]}:pid{os.getpid()}"
 

@@ -7,6 +7,7 @@ import logging
 import os
 import queue
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -102,10 +103,11 @@ class WorkerPool:
     def __init__(self, config: RunConfig, detector: ModelInfo, actions: ModelInfo) -> None:
         self.plan = plan_workers(config)
         settings = {**config.to_dict(), "device": self.plan.device}
-        self.progress = ProgressCounter.remote()
+        progress_name = f"videolake-progress-{uuid.uuid4().hex}"
+        self.progress = ProgressCounter.options(name=progress_name).remote()
         self.actors = [
             VideoWorker.options(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus).remote(
-                settings, detector.path, actions.path, self.plan.threads, self.progress
+                settings, detector.path, actions.path, self.plan.threads, progress_name
             )
             for _ in range(self.plan.workers)
         ]
