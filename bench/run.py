@@ -1,0 +1,235 @@
+"""Benchmark: videolake against the naive Ultralytics loop, on the same videos and weights.
+
+    python bench/run.py [--imgsz 640] [--long-seconds 20] [--out bench/RESULTS.md]
+
+Runs, one after another, each in its own process (peak RSS is the whole process tree's):
+1. naive: ``YOLO(w).track(video, stream=True, imgsz, tracker="bytetrack.yaml")`` over every frame;
+2. videolake at equal work: ``videolake run --analysis-fps 0`` (Prefect + Ray included);
+3. videolake with its defaults;
+4. the inference-only ceiling: the same model and batch size fed pre-decoded, pre-letterboxed frames.
+Prints a table with the ratios and box F1 of (2) against (1), and writes it to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _peak_rss(proc: subprocess.Popen) -> tuple[int, float, str]:
+    """Run to completion, sampling the RSS of the process and its children; (rc, peak GiB, output)."""
+    peak = 0
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    parent = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            procs = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    reader.join()
+    return proc.returncode, peak / 2**30, "".join(out)
+
+
+NAIVE = r"""
+import json, sys, time
+from ultralytics import YOLO
+weights, imgsz, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+videos = sys.argv[4:]
+model = YOLO(weights)
+rows, frames, t0 = [], 0, time.perf_counter()
+for video in videos:
+    for i, r in enumerate(model.track(video, stream=True, imgsz=imgsz, tracker="bytetrack.yaml", verbose=False, persist=False,
+                                           agnostic_nms=True)):
+        frames += 1
+        b = r.boxes
+        for box, cls in zip(b.xyxy.tolist(), b.cls.tolist()):
+            rows.append([video, i, int(cls), *box])
+wall = time.perf_counter() - t0
+json.dump({"frames": frames, "wall_s": wall, "rows": rows}, open(out, "w"))
+"""
+
+CEILING = r"""
+import json, sys, time, av, numpy as np, torch
+from ultralytics import YOLO
+from ultralytics.data.augment import LetterBox
+weights, imgsz, batch, video = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+model = YOLO(weights)
+model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=imgsz, verbose=False)  # load and fuse
+net = model.predictor.model
+frames = []
+with av.open(video) as c:
+    for f in c.decode(video=0):
+        frames.append(f.to_ndarray(format="bgr24"))
+        if len(frames) == 96:
+            break
+lb = LetterBox((imgsz, imgsz), auto=True, stride=32)
+x = np.stack([lb(image=f) for f in frames])[..., ::-1].transpose(0, 3, 1, 2)
+x = torch.from_numpy(np.ascontiguousarray(x)).float() / 255
+with torch.inference_mode():
+    net(x[:batch])
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch):
+        net(x[i:i + batch])
+    wall = time.perf_counter() - t0
+json.dump({"frames": len(x), "wall_s": wall}, open(sys.argv[5], "w"))
+"""
+
+
+def _videolake(videos: list[str], lake: Path, extra: list[str]) -> dict:
+    cmd = [str(Path(sys.executable).parent / "videolake"), "run", *videos, "--out", str(lake), "-q", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rc, peak, out = _peak_rss(proc)
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"videolake failed:\n{out[-3000:]}")
+    frames = int(re.search(r"frames analysed: (\d+)", out).group(1))
+    from pipeline.query import run_sql
+
+    shard_wall = run_sql(lake, "SELECT sum(wall_s) AS s FROM shards").column("s")[0].as_py() or 0.0
+    return {"frames": frames, "wall_s": wall, "rss_gib": peak, "startup_s": max(0.0, wall - shard_wall), "out": out}
+
+
+def _f1(naive_rows: list, lake: Path, videos: list[str]) -> float:
+    """Box F1 at IoU 0.5 per frame, matched by class, of videolake's tracked detections against the naive loop's.
+
+    ``model.track`` returns only the boxes a track claimed, so both sides are compared on tracked boxes.
+    """
+    from pipeline.query import run_sql
+
+    ours = run_sql(lake, "SELECT v.uri, d.frame_index, d.class_id, d.x1, d.y1, d.x2, d.y2 FROM detections d "
+                         "JOIN videos v USING (video_id) WHERE d.track_id IS NOT NULL").to_pylist()
+    index = {str(Path(v).resolve()): v for v in videos}
+    by_frame: dict[tuple, list] = {}
+    for r in ours:
+        by_frame.setdefault((index.get(r["uri"], r["uri"]), r["frame_index"], r["class_id"]), [[], []])[0].append(
+            [r["x1"], r["y1"], r["x2"], r["y2"]])
+    for video, i, cls, *box in naive_rows:
+        by_frame.setdefault((video, i, cls), [[], []])[1].append(box)
+    tp = fp = fn = 0
+    for a, b in by_frame.values():
+        used = set()
+        for box in a:
+            best, best_j = 0.0, None
+            for j, other in enumerate(b):
+                if j not in used:
+                    iou = _iou(box, other)
+                    if iou > best:
+                        best, best_j = iou, j
+            if best >= 0.5:
+                used.add(best_j)
+                tp += 1
+            else:
+                fp += 1
+        fn += len(b) - len(used)
+    return 2 * tp / max(1, 2 * tp + fp + fn)
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--long-seconds", type=float, default=20.0, help="length of the generated 640x360 video")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args()
+
+    from pipeline.models import default_detector_path
+    from pipeline.samples import write_samples
+    from tests.media import looped_video
+
+    work = Path(tempfile.mkdtemp(prefix="videolake-bench-"))
+    videos = [str(p) for p in write_samples(work / "samples")]
+    long = looped_video(work / "long.mp4", args.long_seconds, name="bikes.mp4")
+    videos.append(str(long.path))
+    from pipeline.decode import probe
+
+    video_s = sum(probe(v).duration_s for v in videos)
+    weights = str(default_detector_path())
+    results = {}
+
+    naive_json = work / "naive.json"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", NAIVE, weights, str(args.imgsz), str(naive_json), *videos],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rc, peak, out = _peak_rss(proc)
+    if rc != 0:
+        raise SystemExit(f"naive loop failed:\n{out[-3000:]}")
+    naive = json.loads(naive_json.read_text())
+    results["1 naive Ultralytics track loop"] = {"frames": naive["frames"], "wall_s": time.perf_counter() - t0,
+                                                 "rss_gib": peak, "startup_s": None}
+
+    equal = _videolake(videos, work / "lake_equal", ["--analysis-fps", "0", "--imgsz", str(args.imgsz),
+                                                     "--batch", str(args.batch), "--shard-seconds", "0"])
+    results["2 videolake, every frame"] = equal
+    results["3 videolake, defaults"] = _videolake(videos, work / "lake_defaults", [])
+
+    ceiling_json = work / "ceiling.json"
+    longest = max(videos, key=lambda v: probe(v).duration_s)
+    proc = subprocess.Popen([sys.executable, "-c", CEILING, weights, str(args.imgsz), str(args.batch), longest,
+                             str(ceiling_json)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rc, peak, out = _peak_rss(proc)
+    if rc != 0:
+        raise SystemExit(f"ceiling failed:\n{out[-3000:]}")
+    ceiling = json.loads(ceiling_json.read_text())
+    results["4 inference only (ceiling)"] = {**ceiling, "rss_gib": peak, "startup_s": None}
+
+    f1 = _f1(naive["rows"], work / "lake_equal", videos)
+    fps = {k: v["frames"] / v["wall_s"] for k, v in results.items()}
+    names = list(results)
+    lines = [
+        "# Benchmark results\n",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"{platform.python_version()}; imgsz {args.imgsz}, batch {args.batch}; videos: {len(videos)} "
+        f"({video_s:.1f} s of video: the three samples and a {args.long_seconds:.0f} s loop of bikes.mp4, 640x272).\n",
+        "| run | frames | wall s | frames/s | video-s per wall-s | peak RSS GiB | start-up s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        r = results[name]
+        vs = f"{video_s / r['wall_s']:.2f}" if not name.startswith("4") else ""
+        su = f"{r['startup_s']:.1f}" if r.get("startup_s") is not None else ""
+        lines.append(f"| {name} | {r['frames']} | {r['wall_s']:.1f} | {fps[name]:.2f} | {vs} | {r['rss_gib']:.2f} | {su} |")
+    lines += [
+        "",
+        f"- (2)/(1) frames/s: **{fps[names[1]] / fps[names[0]]:.2f}** (target ≥ 2.0)",
+        f"- (3)/(1) frames/s: {fps[names[2]] / fps[names[0]]:.2f}; (3) video-seconds per wall-second: "
+        f"**{video_s / results[names[2]]['wall_s']:.2f}** (target ≥ 1.0)",
+        f"- (2)/(4) frames/s: **{fps[names[1]] / fps[names[3]]:.2f}** (target ≥ 0.85)",
+        f"- detection agreement of (2) against (1): box F1 at IoU 0.5, by class and frame: **{f1:.3f}** (target ≥ 0.97)",
+        "- start-up: command start to first frame analysed, estimated as wall time minus the shards' own wall time",
+        "- the naive loop runs with `agnostic_nms=True`, as videolake does for detectors whose classes are all states "
+        "of a person (the default `Normal`/`Fall` detector); F1 compares tracked boxes, the only ones `model.track` returns",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
