@@ -6,9 +6,11 @@ cannot drift apart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "N_FEATURES", "track_features", "is_fall_class", "person_class_ids"]
+__all__ = ["FEATURE_NAMES", "N_FEATURES", "TrackSeries", "track_features", "is_fall_class", "person_class_ids"]
 
 FEATURE_NAMES = (
     "cx_norm",          # box centre x / frame width
@@ -68,6 +70,21 @@ def track_features(
         out[1:, 4:9] = np.clip(rates, -_MAX_RATE, _MAX_RATE)
         out[1:, 11] = np.minimum(dt, _MAX_DT_S)
     return out
+
+
+@dataclass(frozen=True)
+class TrackSeries:
+    """One track's detections sorted by time, with the frame size: what the features need."""
+
+    t_s: np.ndarray
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    fall_score: np.ndarray
+    frame_width: int
+    frame_height: int
+
+    def features(self) -> np.ndarray:
+        return track_features(self.t_s, self.xyxy, self.confidence, self.fall_score, self.frame_width, self.frame_height)
 
 
 def is_fall_class(name: str) -> bool:

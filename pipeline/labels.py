@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from pipeline.clips import clip_bounds, clip_index
 from pipeline.errors import ConfigError, LakeError
-from pipeline.features import is_fall_class, person_class_ids, track_features
+from pipeline.features import TrackSeries, is_fall_class, person_class_ids, track_features
 
 __all__ = ["LabelRow", "Labels", "LabelledSequences", "read_labels", "resolve_labels", "LakeConfig", "lake_config",
            "build_sequences", "load_labelled_sequences"]
@@ -250,16 +250,9 @@ def load_labelled_sequences(
     return labels, data
 
 
-@dataclass
-class _Track:
-    """All detections of one track, sorted by time, with what the features need."""
-
-    t_s: np.ndarray
-    xyxy: np.ndarray
-    confidence: np.ndarray
-    fall_score: np.ndarray
-    frame_width: int
-    frame_height: int
+@dataclass(frozen=True)
+class _Track(TrackSeries):
+    """All detections of one track in the lake, sorted by time."""
 
     def seen_between(self, t_start_s: float, t_end_s: float) -> bool:
         return bool(((self.t_s >= t_start_s) & (self.t_s < t_end_s)).any())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.actions import ACTIONS
-from pipeline.features import track_features
+from pipeline.features import TrackSeries
 
 __all__ = ["SyntheticTrack", "generate_tracks", "generate_features"]
 
@@ -22,17 +22,10 @@ _FRAME_SIZES = ((640, 360), (1280, 720), (1920, 1080), (640, 272), (176, 144), (
 
 
 @dataclass(frozen=True)
-class SyntheticTrack:
-    label: int
-    t_s: np.ndarray
-    xyxy: np.ndarray
-    confidence: np.ndarray
-    fall_score: np.ndarray
-    frame_width: int
-    frame_height: int
+class SyntheticTrack(TrackSeries):
+    """A generated track and its true action (an index into ``ACTIONS``)."""
 
-    def features(self) -> np.ndarray:
-        return track_features(self.t_s, self.xyxy, self.confidence, self.fall_score, self.frame_width, self.frame_height)
+    label: int = -1
 
 
 def generate_features(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
