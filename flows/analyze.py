@@ -131,7 +131,7 @@ def analyze_shard(job: ShardJob, pool, timeout_s: float) -> ShardResult:  # noqa
         raise BadVideo("timeout", str(exc)) from None
     if result.status != "ok":
         raise BadVideo(result.error_kind or "internal", result.error or "failed", result)
-    result.attempts = task_run.run_count  # type: ignore[attr-defined]
+    result.attempts = task_run.run_count
     return result
 
 
@@ -267,7 +267,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                     summary.shards_failed += 1
                     video.failures[index] = (kind, message)
                     video.records.append(_record(video, shard, "failed", run_id, getattr(outcome, "result", None),
-                                                 error=message, attempts=1 if isinstance(outcome, BadVideo) else 3))
+                                                 error=message, attempts=1 if isinstance(outcome, BadVideo) else analyze_shard.retries + 1))
             queued = any(v is video for v, _ in ready)
             if not video.running and not queued:
                 active.remove(video)
@@ -281,10 +281,13 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
 
 def _record(video: _Video, shard: Shard, status: str, run_id: str, result: ShardResult | None = None,
             error: str | None = None, attempts: int | None = None) -> dict:
+    """One row of the ``shards`` table."""
+    if attempts is None:
+        attempts = result.attempts if result else (0 if status == "done_before" else 1)
     return {
         "video_id": video.source.video_id, "content_key": video.source.content_key, "shard_index": shard.index,
         "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
-        "status": status, "attempts": attempts if attempts is not None else getattr(result, "attempts", 0 if status == "done_before" else 1),
+        "status": status, "attempts": attempts,
         "worker": result.worker if result else None, "frames_analyzed": result.frames_analyzed if result else None,
         "wall_s": result.wall_s if result else None, "error": error, "run_id": run_id,
     }

@@ -16,6 +16,7 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import numpy as np
@@ -49,7 +50,7 @@ class ShardJob:
     run_id: str
     config_hash: str
 
-    def path(self, table: str) -> object:
+    def path(self, table: str) -> Path:
         return table_path(self.lake, table, config_hash=self.config_hash, video_id=self.video_id,
                           content_key=self.content_key, shard_key=self.shard.key())
 
