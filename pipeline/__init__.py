@@ -13,7 +13,7 @@ __all__ = [
     "RunConfig", "VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError",
     "VideoInfo", "Frame", "PtsSampler", "probe", "iter_frames",
     "Detections", "Detector", "Tracker", "track_features", "ActionModel", "ACTIONS",
-    "ClipAccumulator", "VideoAnalyzer", "VideoJob", "VideoResult", "VideoSource", "discover",
+    "ClipAccumulator", "VideoAnalyzer", "ShardJob", "ShardResult", "Shard", "plan_shards", "VideoSource", "discover",
     "run_sql", "connect", "SCHEMAS", "resolve_detector", "resolve_actions", "write_samples",
 ]
 
@@ -26,7 +26,8 @@ _WHERE = {
     "track_features": "features",
     **dict.fromkeys(["ActionModel", "ACTIONS"], "actions"),
     "ClipAccumulator": "clips",
-    **dict.fromkeys(["VideoAnalyzer", "VideoJob", "VideoResult"], "analyze"),
+    **dict.fromkeys(["VideoAnalyzer", "ShardJob", "ShardResult"], "analyze"),
+    **dict.fromkeys(["Shard", "plan_shards"], "shards"),
     **dict.fromkeys(["VideoSource", "discover"], "sources"),
     **dict.fromkeys(["run_sql", "connect"], "query"),
     "SCHEMAS": "lake",

@@ -12,3 +12,10 @@ def test_library_has_no_ray_or_prefect_imports():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not [m for m in names if m.split(".")[0] in ("ray", "prefect")], path
+
+
+def test_every_public_name_resolves():
+    import pipeline
+
+    missing = [name for name in pipeline.__all__ if getattr(pipeline, name, None) is None]
+    assert not missing
