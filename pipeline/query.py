@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,7 @@ from pipeline.compact import lake_files
 from pipeline.errors import LakeError
 from pipeline.lake import SCHEMAS
 
-__all__ = ["connect", "run_sql", "describe_views", "ViewInfo", "VIEWS"]
+__all__ = ["connect", "run_sql", "describe_views", "format_cell", "ViewInfo", "VIEWS"]
 
 _UNPARTITIONED = ("runs", "shards")
 VIEWS = ("detections", "clips", "videos", "tracks", "failed", "runs", "shards",
@@ -121,3 +122,16 @@ def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
         return out
     finally:
         con.close()
+
+
+def format_cell(value: object) -> str:
+    """A query result value as text for tables (CLI and HTML report)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list):
+        return "[" + ", ".join(format_cell(v) for v in value) + "]"
+    return str(value)

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.errors import VideolakeError
 from pipeline.plots import ClipSpan, action_colors, bucket_counts_png, timeline_png
+from pipeline.query import format_cell
 from pipeline.render import VideoRecord, annotate, frames_between, load_overlay
 
 __all__ = ["ReportResult", "write_report", "choose_bucket_s"]
@@ -184,18 +185,8 @@ def _keyframes(
 
 def _table(headers: list[str], rows: list[tuple]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_e(format_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
 
 
 def _e(text: object) -> str:

@@ -240,11 +240,13 @@ def _print_table(table, fmt: str) -> None:  # noqa: ANN001 - a pyarrow.Table
         writer.writerows(rows)
     else:
         from rich.console import Console
+
+        from pipeline.query import format_cell
         from rich.table import Table
 
         out = Table(*table.column_names)
         for row in rows:
-            out.add_row(*(_cell(v) for v in row.values()))
+            out.add_row(*(format_cell(v) for v in row.values()))
         Console(width=200).print(out)
 
 
@@ -253,16 +255,6 @@ def _json_default(value: object) -> object:
 
     if isinstance(value, Decimal):  # DuckDB's sum() of integers is a HUGEINT
         return int(value) if value == value.to_integral_value() else float(value)
-    return str(value)
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_cell(v) for v in value) + "]"
     return str(value)
 
 
