@@ -25,7 +25,7 @@ from pipeline.analyze import ShardJob, ShardResult, error_kind
 from pipeline.compact import compact, small_file_count
 from pipeline.config import RunConfig
 from pipeline.decode import VideoInfo, probe
-from pipeline.errors import VideolakeError
+from pipeline.errors import StorageError, VideolakeError
 from pipeline.lake import table_path, write_table
 from pipeline.ledger import read_lake_state
 from pipeline.models import action_classes
@@ -114,6 +114,8 @@ class RunSummary:
 def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float) -> VideoInfo:
     try:
         return probe(source.uri, max_pixels=max_pixels, max_duration_s=max_duration_s)
+    except StorageError:
+        raise  # the bucket failed for now: Prefect retries the task
     except VideolakeError as exc:
         raise BadVideo(error_kind(exc), str(exc)) from None
 
@@ -158,9 +160,10 @@ def analyze(
     logger = get_run_logger()
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
+    lake = plan.lake
     run_id = str(flow_run.id or uuid.uuid4())
     summary = RunSummary(run_id=run_id, lake=lake, config_hash=plan.config_hash)
-    state = read_lake_state(lake, plan.config_hash)
+    state = read_lake_state(lake, plan.config_hash, plan.sources)
     todo: list[VideoSource] = []
     for source in plan.sources:
         reason = state.quarantine_reason(source)

@@ -16,7 +16,6 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import numpy as np
@@ -27,7 +26,7 @@ from pipeline.clips import ClipAccumulator, ClipRow
 from pipeline.config import RunConfig
 from pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
 from pipeline.detect import Detections, Detector
-from pipeline.errors import DecodeError, LakeError, SourceError, VideolakeError
+from pipeline.errors import DecodeError, LakeError, SourceError, StorageError, VideolakeError
 from pipeline.features import is_fall_class, person_class_ids
 from pipeline.lake import ParquetSink, table_path, write_table
 from pipeline.shards import SHARD_TRACK_STRIDE, Shard
@@ -50,7 +49,7 @@ class ShardJob:
     run_id: str
     config_hash: str
 
-    def path(self, table: str) -> Path:
+    def path(self, table: str) -> str:
         return table_path(self.lake, table, config_hash=self.config_hash, video_id=self.video_id,
                           content_key=self.content_key, shard_key=self.shard.key())
 
@@ -96,8 +95,8 @@ class VideoAnalyzer:
         started = time.perf_counter()
         try:
             result = self._analyze(job, progress or (lambda n: None))
-        except LakeError:
-            raise  # the lake is broken for every video: that stops the run
+        except (LakeError, StorageError):
+            raise  # the lake is broken for every video, or the bucket failed for now: the task's retries decide
         except VideolakeError as exc:
             result = ShardResult(job.video_id, job.shard.index, "failed", str(exc), error_kind(exc))
         except Exception as exc:  # noqa: BLE001 - one broken video never sinks a run

@@ -6,15 +6,17 @@ frames the sampler keeps are converted to pixels.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator
+from typing import IO, Iterator
 
 import av
 import numpy as np
 
+from pipeline import storage
 from pipeline.errors import DecodeError, SourceError
 
 __all__ = ["VideoInfo", "Frame", "DecodeStats", "PtsSampler", "probe", "iter_frames"]
@@ -220,17 +222,72 @@ def _duration_s(container: av.container.InputContainer, stream: av.video.stream.
     return None
 
 
-def _open(uri: str) -> av.container.InputContainer:
-    if not os.path.exists(uri):
-        raise SourceError(f"{uri}: file not found")
-    if os.path.getsize(uri) == 0:
-        raise SourceError(f"{uri}: file is empty (0 bytes)")
+@contextlib.contextmanager
+def _open(uri: str) -> Iterator[av.container.InputContainer]:
+    """The container, local or streamed from a bucket through a read-ahead file object."""
+    if not storage.is_remote(uri):
+        if not os.path.exists(uri):
+            raise SourceError(f"{uri}: file not found")
+        if os.path.getsize(uri) == 0:
+            raise SourceError(f"{uri}: file is empty (0 bytes)")
+        with _container(uri, uri) as container:
+            yield container
+        return
+    reader = _Reader(storage.open_input(uri))
+    with reader:
+        if reader.size == 0:
+            raise SourceError(f"{uri}: file is empty (0 bytes)")
+        try:
+            with _container(reader, uri) as container:
+                yield container
+        except DecodeError:
+            reader.raise_storage_error(uri)  # a read that failed for good is the bucket's fault, not the video's
+            raise
+        reader.raise_storage_error(uri)
+
+
+@contextlib.contextmanager
+def _container(file: str | IO[bytes], uri: str) -> Iterator[av.container.InputContainer]:
     try:
-        return av.open(uri, mode="r", metadata_errors="ignore")
+        container = av.open(file, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{uri}: not a readable video container: {_short(exc)}") from None
     except OSError as exc:
         raise SourceError(f"{uri}: cannot open: {exc}") from None
+    with container:
+        yield container
+
+
+class _Reader:
+    """A bucket file object for PyAV that remembers a read that failed after the client's retries."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self.size = getattr(file, "size", None)
+        self.error: BaseException | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._file.read(n)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def raise_storage_error(self, uri: str) -> None:
+        if self.error is not None:
+            raise storage.storage_error(uri, self.error, "cannot read", SourceError)
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
 
 
 def _video_stream(container: av.container.InputContainer, uri: str) -> av.video.stream.VideoStream:

@@ -5,16 +5,18 @@
     ├── SourceError   a video source cannot be found, listed or opened
     ├── DecodeError   a video opened but its content cannot be decoded
     ├── ModelError    a detector or action model cannot be found or loaded
-    └── LakeError     the lake cannot be written or read
+    ├── LakeError     the lake cannot be written or read
+    └── StorageError  a bucket call still failed after its retries (timeouts, 5xx, throttling)
 
 Per-video problems (``SourceError``, ``DecodeError``) never stop a run: the video is
 recorded with ``status='failed'`` and the message. The others stop the run with a
-one-line error.
+one-line error. A ``StorageError`` in a shard fails that shard's attempt, which Prefect
+retries; it never quarantines the video.
 """
 
 from __future__ import annotations
 
-__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError"]
+__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "StorageError"]
 
 
 class VideolakeError(Exception):
@@ -39,3 +41,7 @@ class ModelError(VideolakeError):
 
 class LakeError(VideolakeError):
     """The lake cannot be written or read."""
+
+
+class StorageError(VideolakeError):
+    """A storage call still failed after its retries; worth trying again later."""

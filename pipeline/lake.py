@@ -19,13 +19,14 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import LakeError
+from pipeline import storage
+from pipeline.errors import LakeError, VideolakeError
 
 __all__ = [
     "SCHEMA_VERSION", "SCHEMAS", "TABLES", "DETECTIONS", "CLIPS", "VIDEOS", "RUNS",
@@ -165,26 +166,29 @@ _ROW_GROUP_ROWS = 128 * 1024
 def table_path(
     lake: str | os.PathLike[str], table: str, *, config_hash: str | None = None, video_id: str | None = None,
     content_key: str | None = None, shard_key: str | None = None, run_id: str | None = None,
-) -> Path:
-    """The one place that knows where each table's files live (see the module docstring)."""
-    root = Path(lake) / table
+) -> str:
+    """The one place that knows where each table's files live (see the module docstring).
+
+    ``lake`` is a local path or a bucket URL; so is the result.
+    """
+    root = storage.join(os.fspath(lake), table)
     if table in _PER_SHARD or table in _PER_VIDEO:
         if not (config_hash and video_id and content_key):
             raise LakeError(f"{table} files need config_hash, video_id and content_key")
-        base = root / f"config_hash={config_hash}" / video_id
+        base = storage.join(root, f"config_hash={config_hash}", video_id)
         if table in _PER_SHARD:
             if not shard_key:
                 raise LakeError(f"{table} files need a shard key")
-            return base / f"{content_key}-{shard_key}.parquet"
-        return base / f"{content_key}.parquet"
+            return storage.join(base, f"{content_key}-{shard_key}.parquet")
+        return storage.join(base, f"{content_key}.parquet")
     if table == "shards":
         if not (run_id and video_id):
             raise LakeError("shards files need run_id and video_id")
-        return root / run_id / f"{video_id}.parquet"
+        return storage.join(root, run_id, f"{video_id}.parquet")
     if table == "runs":
         if not run_id:
             raise LakeError("runs files need run_id")
-        return root / f"{run_id}.parquet"
+        return storage.join(root, f"{run_id}.parquet")
     raise LakeError(f"unknown lake table {table!r}")
 
 
@@ -193,13 +197,24 @@ def _schema_with_version(schema: pa.Schema) -> pa.Schema:
 
 
 def check_writable(lake: str | os.PathLike[str]) -> None:
-    """Fail early, with the path in the message, when the lake cannot be written."""
+    """Fail early, naming the lake (never a credential), when it cannot be written."""
+    lake = os.fspath(lake)
+    if storage.is_remote(lake):
+        probe = storage.join(lake, f".write-check-{uuid.uuid4().hex}")
+        try:
+            storage.write_bytes(probe, b"")
+            storage.remove(probe)
+        except VideolakeError as exc:
+            raise LakeError(f"lake {lake} is not writable: {str(exc).split(': ', 1)[-1]}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise storage.storage_error(lake, exc, "lake is not writable:") from None
+        return
     root = Path(lake)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-check-{uuid.uuid4().hex}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_path = root / f".write-check-{uuid.uuid4().hex}"
+        probe_path.write_bytes(b"")
+        probe_path.unlink()
     except OSError as exc:
         raise LakeError(f"lake {root} is not writable: {exc.strerror or exc}") from None
 
@@ -212,13 +227,13 @@ class ParquetSink:
     """
 
     def __init__(self, path: str | os.PathLike[str], table: str, row_group_rows: int = _ROW_GROUP_ROWS) -> None:
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.schema = _schema_with_version(SCHEMAS[table])
         self.row_group_rows = row_group_rows
         self.rows_written = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._tmp = self.path.parent / f"_tmp-{uuid.uuid4().hex}-{self.path.name}.inprogress"
+        self._tmp = storage.tmp_path_for(self.path)
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> ParquetSink:
@@ -247,7 +262,6 @@ class ParquetSink:
             return
         if self._writer is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
             except OSError as exc:
                 raise LakeError(f"cannot write {self.path}: {exc}") from None
@@ -256,27 +270,32 @@ class ParquetSink:
         self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
-        self._flush()
-        if self._writer is None:  # no rows: still write an empty file so the video's output is explicit
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
-        self._writer.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._flush()
+            if self._writer is None:  # no rows: still write an empty file so the video's output is explicit
+                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+            self._writer.close()
+            storage.put_file(self._tmp, self.path)
+        finally:
+            self._remove_tmp()
 
     def abort(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self._tmp.unlink()
+            os.unlink(self._tmp)
 
 
-def write_table(path: str | os.PathLike[str], table: str, rows: list[dict[str, Any]]) -> Path:
+def write_table(path: str | os.PathLike[str], table: str, rows: list[dict[str, Any]]) -> str:
     """Write a small table from row dicts atomically."""
     columns = {f.name: [row.get(f.name) for row in rows] for f in SCHEMAS[table]}
     with ParquetSink(path, table) as sink:
         sink.write(columns)
-    return Path(path)
+    return os.fspath(path)
 
 
 def _column(values: Any, kind: pa.DataType) -> pa.Array:
@@ -285,9 +304,3 @@ def _column(values: Any, kind: pa.DataType) -> pa.Array:
     if isinstance(values, np.ndarray) and not pa.types.is_list(kind):
         return pa.array(values, type=kind, from_pandas=True)
     return pa.array(list(values), type=kind)
-
-
-def iter_lake_files(lake: str | os.PathLike[str], table: str) -> Iterator[Path]:
-    root = Path(lake) / table
-    if root.is_dir():
-        yield from sorted(root.rglob("*.parquet"))

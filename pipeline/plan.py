@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+from pipeline import storage
 from pipeline.config import RunConfig
 from pipeline.lake import check_writable
 from pipeline.models import ModelInfo, resolve_actions, resolve_detector
@@ -32,5 +33,6 @@ def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[
     """Raises ``ConfigError``, ``SourceError``, ``ModelError`` or ``LakeError`` naming what is wrong."""
     found = discover(sources)
     detector, actions = resolve_detector(config.detector), resolve_actions(config.actions)
+    lake = storage.normalize(lake)
     check_writable(lake)
-    return RunPlan(config, found, detector, actions, os.fspath(lake), config.config_hash(detector.sha256, actions.sha256))
+    return RunPlan(config, found, detector, actions, lake, config.config_hash(detector.sha256, actions.sha256))

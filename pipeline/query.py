@@ -18,7 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
+from pipeline import storage
 from pipeline.compact import lake_files
 from pipeline.errors import LakeError
 from pipeline.lake import SCHEMAS
@@ -75,22 +77,30 @@ class ViewInfo:
 
 
 def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the lake's views."""
-    root = Path(lake)
-    if not root.is_dir():
-        raise LakeError(f"lake not found: {root}")
+    """An in-memory DuckDB connection with the lake's views (a local path or a bucket URL).
+
+    A local lake is read by DuckDB itself; a bucket lake through Arrow datasets over fsspec
+    (DuckDB scans them lazily, with projection and filter pushdown), so no DuckDB extension
+    has to be downloaded.
+    """
+    lake = storage.normalize(lake)
+    if not storage.exists(lake) or (not storage.is_remote(lake) and not Path(lake).is_dir()):
+        raise LakeError(f"lake not found: {lake}")
     con = duckdb.connect()
     for table, schema in SCHEMAS.items():
-        files = lake_files(root, table)
-        if files:
-            listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        files = lake_files(lake, table)
+        if table not in _UNPARTITIONED:
+            schema = schema.append(pa.field("config_hash", pa.string()))
+        if files and storage.is_remote(lake):
+            con.register(f"_ds_{table}", _arrow_dataset(lake, table, files, schema))
+            con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _ds_{table}")
+        elif files:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             con.execute(
                 f"CREATE VIEW _raw_{table} AS SELECT * FROM read_parquet([{listing}], "
                 "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
             )
         else:
-            if table not in _UNPARTITIONED:
-                schema = schema.append(pa.field("config_hash", pa.string()))
             con.register(f"_empty_{table}", schema.empty_table())
             con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _empty_{table}")
     con.execute(_VIEWS_SQL)
@@ -98,6 +108,13 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
 
     register_sql_pack(con)
     return con
+
+
+def _arrow_dataset(lake: str, table: str, files: list[str], schema: pa.Schema) -> ds.Dataset:
+    fs, base = storage.arrow_fs(storage.join(lake, table))
+    partitioning = None if table in _UNPARTITIONED else ds.partitioning(pa.schema([("config_hash", pa.string())]), flavor="hive")
+    return ds.dataset([storage.arrow_fs(f)[1] for f in files], schema=schema, format="parquet", filesystem=fs,
+                      partitioning=partitioning, partition_base_dir=base)
 
 
 def run_sql(lake: str | os.PathLike[str], sql: str) -> pa.Table:

@@ -1,7 +1,8 @@
-"""Finding videos and naming them: local files and folders."""
+"""Finding videos and naming them: local files and folders, bucket prefixes and globs (fsspec URLs)."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from pipeline import storage
 from pipeline.config import VIDEO_EXTENSIONS
 from pipeline.errors import SourceError
 
@@ -30,30 +32,65 @@ class VideoSource:
 
 
 def discover(sources: Iterable[str | os.PathLike[str]], extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> list[VideoSource]:
-    """Expand files and folders (recursively, by extension) into a sorted, de-duplicated list.
+    """Expand files, folders, bucket prefixes and globs into a sorted, de-duplicated list.
 
-    A file named explicitly is taken whatever its extension; a missing path is an error.
+    Folders and prefixes are searched recursively and filtered by extension, and so are
+    globs (``s3://cams/2026-11-*/**/*.mp4``). A file or object named explicitly is taken
+    whatever its extension. A missing path or bucket is an error; an empty prefix is not.
+    A bucket listing reads no object: sizes and ETags come from the listing itself.
     """
     found: dict[str, VideoSource] = {}
     for source in sources:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-        elif path.exists():
-            candidates = [path]
-        else:
-            raise SourceError(f"source not found: {source}")
-        for candidate in candidates:
-            uri = str(candidate.resolve())
+        url = storage.normalize(source)
+        for uri, size_bytes, version in (_remote(url, extensions) if storage.is_remote(url) else _local(url, extensions)):
             if uri not in found:
-                st = candidate.stat()
-                found[uri] = VideoSource(uri, video_id_for(uri), st.st_size, content_key_for(st.st_size, st.st_mtime_ns))
+                found[uri] = VideoSource(uri, video_id_for(uri), size_bytes, content_key_for(size_bytes, version))
     return sorted(found.values(), key=lambda v: v.uri)
+
+
+def _local(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int | str]]:
+    path = Path(url)
+    if _is_glob(url):
+        candidates = [Path(p) for p in sorted(glob.glob(url, recursive=True))
+                      if os.path.isfile(p) and Path(p).suffix.lower() in extensions]
+    elif path.is_dir():
+        candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    elif path.exists():
+        candidates = [path]
+    else:
+        raise SourceError(f"source not found: {url}")
+    out = []
+    for candidate in candidates:
+        st = candidate.stat()
+        out.append((str(candidate.resolve()), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _remote(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, str]]:
+    pattern = _is_glob(url)
+    try:
+        files = storage.list_files(url, pattern=pattern)
+        if not files and not storage.exists(_bucket(url)):
+            raise FileNotFoundError(url)
+    except Exception as exc:  # noqa: BLE001 - one clean error naming the URL
+        raise storage.storage_error(url, exc, "cannot list", SourceError) from None
+    explicit = not pattern and len(files) == 1 and files[0].url == url
+    return [(f.url, f.size_bytes, f.version) for f in files
+            if explicit or os.path.splitext(f.url)[1].lower() in extensions]
+
+
+def _is_glob(url: str) -> bool:
+    return any(c in url for c in "*?[")
+
+
+def _bucket(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 def video_id_for(uri: str) -> str:
     """``<stem>-<12 hex>``: the same for the same source URI, run after run."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(uri).stem)[:48] or "video"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(uri.rsplit("/", 1)[-1]).stem)[:48] or "video"
     return f"{stem}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
 
 

@@ -14,13 +14,12 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.decode import VideoInfo
 from pipeline.lake import table_path, write_table
 from pipeline.shards import Shard
@@ -45,13 +44,13 @@ class VideoOutcome:
     clips_by_action: dict[str, int]
 
 
-def _read(path: Path, columns: list[str]) -> pa.Table | None:
-    return pq.read_table(path, columns=columns) if path.is_file() else None
+def _read(url: str, columns: list[str]) -> pa.Table | None:
+    return storage.read_parquet(url, columns)
 
 
 def stitch_tracks(lake: str, config_hash: str, video_id: str, content_key: str, shards: list[Shard]) -> dict[int, int]:
     """Raw track id → video track id, for every raw id in the video's committed detections."""
-    def path(table: str, shard: Shard) -> Path:
+    def path(table: str, shard: Shard) -> str:
         return table_path(lake, table, config_hash=config_hash, video_id=video_id, content_key=content_key, shard_key=shard.key())
 
     parent: dict[int, int] = {}

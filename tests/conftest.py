@@ -98,6 +98,35 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto) on loopback for the session."""
+    from tests.objectstore import moto_server
+
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """This test's S3 credentials and endpoint in the environment (the standard variables), and a client."""
+    import uuid
+
+    import s3fs
+
+    from tests.objectstore import s3_env
+
+    for key, value in s3_env(s3_server.url).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("VIDEOLAKE_STORAGE_OPTIONS", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    prefix = uuid.uuid4().hex[:8]
+    fs.prefix = prefix  # bucket names unique to this test: f"{fs.prefix}-cams"
+    yield fs
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 @pytest.fixture
 def cli_env(prefect_api, tmp_path):
     """Environment for ``videolake`` subprocesses: the test's Prefect API, no inherited Ray."""

@@ -1,4 +1,4 @@
-"""``videolake``: run, query, samples, models, train-actions."""
+"""``videolake``: run, serve, query, compact, samples, models, train-actions (render, report, eval-actions)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _guard(fn: Callable[[], T]) -> T:
     except VideolakeError as exc:
         if _debug:
             traceback.print_exc()
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_redact(str(exc))}", err=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -43,14 +43,32 @@ def _guard(fn: Callable[[], T]) -> T:
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if _debug:
             traceback.print_exc()
-        typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        typer.echo(f"error: {type(exc).__name__}: {_redact(str(exc))} (rerun with --debug for the traceback)", err=True)
         raise typer.Exit(1) from None
+
+
+def _redact(text: str) -> str:
+    from pipeline.storage import redact
+
+    return redact(text)
+
+
+_STORAGE_HELP = ("JSON options for the bucket's filesystem (fsspec/s3fs), e.g. credentials or "
+                 '\'{"client_kwargs": {"endpoint_url": "http://minio:9000"}}\' [default: the standard credential chains].')
+
+
+def _use_storage_options(options: Optional[str]) -> None:
+    """Options reach this process's filesystems (and, through the environment, its children), never a log."""
+    if options is not None:
+        from pipeline.storage import set_storage_options
+
+        set_storage_options(options)
 
 
 @app.command()
 def run(
-    sources: List[str] = typer.Argument(..., help="Video files or folders (searched recursively)."),
-    out: str = typer.Option(..., "--out", "-o", help="The lake folder."),
+    sources: List[str] = typer.Argument(..., help="Video files, folders, bucket prefixes (s3://, gs://, az://) or globs."),
+    out: str = typer.Option(..., "--out", "-o", help="The lake: a folder or a bucket URL."),
     detector: Optional[str] = typer.Option(None, help="Detector weights path or Ultralytics name [default: embedded person detector]."),
     actions: Optional[str] = typer.Option(None, help="Action LSTM weights (.safetensors) [default: embedded model]."),
     analysis_fps: Optional[float] = typer.Option(None, "--analysis-fps", help="Frames per second analysed; 0 = every frame [default: 8]."),
@@ -66,6 +84,7 @@ def run(
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse quarantined videos (failed before on the same content) again."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
+    storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
 ) -> None:
@@ -74,6 +93,7 @@ def run(
     def go() -> None:
         from pipeline.config import RunConfig, load_config_file
 
+        _use_storage_options(storage_options)
         base = load_config_file(config) if config else RunConfig()
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
@@ -94,16 +114,50 @@ def run(
 
 
 @app.command()
+def serve(
+    sources: List[str] = typer.Argument(..., help="Video folders, bucket prefixes or globs to watch."),
+    out: str = typer.Option(..., "--out", "-o", help="The lake: a folder or a bucket URL."),
+    cron: Optional[str] = typer.Option(None, "--cron", help='Cron schedule, e.g. "*/15 * * * *" (UTC unless --timezone).'),
+    interval: Optional[float] = typer.Option(None, "--interval", help="Or: run every this many seconds."),
+    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule."),
+    name: str = typer.Option("videolake-analyze", "--name", help="Deployment name."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with run settings (the keys of `videolake run`'s options)."),
+    storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
+) -> None:
+    """Serve a Prefect deployment that analyses what is new under SOURCES on a schedule."""
+
+    def go() -> None:
+        from pipeline.config import RunConfig, load_config_file
+
+        _use_storage_options(storage_options)
+        if (cron is None) == (interval is None):
+            raise ConfigError("give exactly one of --cron and --interval")
+        cfg = load_config_file(config) if config else RunConfig()
+        from pipeline.plan import plan_run
+
+        plan_run(sources, out, cfg)  # fail now, not at the first scheduled run
+        _quiet_logs(verbose)
+        from flows.deploy import serve_deployment
+
+        serve_deployment(list(sources), out, cfg, name=name, cron=cron, interval_s=interval, timezone=timezone)
+
+    _guard(go)
+
+
+@app.command()
 def query(
-    lake: str = typer.Argument(..., help="The lake folder."),
+    lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
     sql: Optional[str] = typer.Argument(None, help="SQL over the views; omit to list the views."),
     format: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
+    storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
 ) -> None:
     """SQL over the lake (DuckDB). Views: detections, clips, videos, runs, tracks."""
 
     def go() -> None:
         from pipeline import query as q
 
+        _use_storage_options(storage_options)
         if format not in ("table", "csv", "json"):
             raise ConfigError(f"--format must be table, csv or json, got {format!r}")
         if sql is None:
@@ -130,12 +184,16 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
 
 
 @app.command()
-def compact(lake: str = typer.Argument(..., help="The lake folder.")) -> None:
+def compact(
+    lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
+    storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
+) -> None:
     """Merge small Parquet files of finished videos into large ones; query results do not change."""
 
     def go() -> None:
         from pipeline.compact import compact as run_compaction
 
+        _use_storage_options(storage_options)
         report = run_compaction(lake)
         typer.echo(f"compacted {report.files_before} files into {report.files_after} ({report.rows} rows rewritten)")
 

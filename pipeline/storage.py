@@ -1,0 +1,280 @@
+"""Where bytes live: local paths and fsspec URLs (``s3://``, ``gs://``, ``az://``) behind one set of calls.
+
+Local paths stay plain paths (``file://`` URLs become paths). Anything else goes through
+fsspec, with options from the standard credential chains plus ``VIDEOLAKE_STORAGE_OPTIONS``
+(JSON, what ``--storage-options`` sets). S3-compatible stores (MinIO, Ceph, R2, moto) take
+the standard ``AWS_ENDPOINT_URL``.
+
+Credentials never leave this module in text: every message built from a storage error passes
+through ``redact``, which blanks the values of secret-looking options and environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from pipeline.errors import ConfigError, LakeError, SourceError, StorageError, VideolakeError
+
+__all__ = [
+    "STORAGE_OPTIONS_ENV", "RemoteFile", "is_remote", "normalize", "storage_options", "set_storage_options",
+    "filesystem", "arrow_fs", "read_parquet", "join", "open_input", "list_files", "exists", "read_bytes", "write_bytes", "put_file",
+    "remove", "local_tmp", "tmp_path_for", "redact", "storage_error",
+]
+
+STORAGE_OPTIONS_ENV = "VIDEOLAKE_STORAGE_OPTIONS"
+_READ_BLOCK_BYTES = 4 << 20
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
+# Retries on timeouts, 5xx and throttling, by botocore's own retry modes.
+_S3_DEFAULTS: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 10, "mode": "standard"},
+                                                  "connect_timeout": 10, "read_timeout": 60}}
+_SECRET_NAME = re.compile(r"secret|token|password|credential|key$|sas|signature", re.IGNORECASE)
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
+               "AZURE_CLIENT_SECRET", "AZURE_STORAGE_CONNECTION_STRING", "GOOGLE_APPLICATION_CREDENTIALS_JSON")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One listed object or file: its URL, size and a version stamp (mtime in ns, or an ETag)."""
+
+    url: str
+    size_bytes: int
+    version: str
+
+
+def is_remote(url: str | os.PathLike[str]) -> bool:
+    text = os.fspath(url)
+    return "://" in text and not text.startswith("file://")
+
+
+def normalize(url: str | os.PathLike[str]) -> str:
+    """``file://`` URLs and ``~`` become absolute local paths; remote URLs lose a trailing slash."""
+    text = os.fspath(url)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if is_remote(text):
+        return text.rstrip("/")
+    return str(Path(text).expanduser().absolute())
+
+
+def protocol(url: str) -> str:
+    return url.split("://", 1)[0].lower() if is_remote(url) else "file"
+
+
+def storage_options(url: str | None = None) -> dict[str, Any]:
+    """Options for ``url``'s filesystem: defaults for its protocol, then ``VIDEOLAKE_STORAGE_OPTIONS``."""
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    try:
+        given = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{STORAGE_OPTIONS_ENV} is not valid JSON (at character {exc.pos})") from None
+    if not isinstance(given, dict):
+        raise ConfigError(f"{STORAGE_OPTIONS_ENV} must be a JSON object")
+    if url is not None and _EXTRAS.get(protocol(url)) == "s3":
+        merged = {**_S3_DEFAULTS, **given}
+        if "config_kwargs" in given:
+            merged["config_kwargs"] = {**_S3_DEFAULTS["config_kwargs"], **given["config_kwargs"]}
+        return merged
+    return given
+
+
+def set_storage_options(options: dict[str, Any] | str | None) -> None:
+    """Set the options for this process and the processes it starts (``--storage-options``)."""
+    if options is None:
+        return
+    text = options if isinstance(options, str) else json.dumps(options)
+    os.environ[STORAGE_OPTIONS_ENV] = text
+    storage_options()  # validate now, with a message that does not echo the text
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem for ``url`` and the path inside it (fsspec caches the instances)."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url, **storage_options(url))
+    except ImportError:
+        extra = _EXTRAS.get(protocol(url), protocol(url))
+        raise ConfigError(f"{redact(url)}: this storage needs an extra package: pip install 'videolake[{extra}]'") from None
+    except ValueError as exc:
+        if "Protocol not known" in str(exc):
+            raise ConfigError(f"{redact(url)}: unknown storage protocol {protocol(url)!r}") from None
+        raise
+
+
+def join(base: str, *parts: str) -> str:
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *parts])
+    return os.path.join(base, *parts)
+
+
+def _url(fs: Any, path: str, like: str) -> str:
+    return fs.unstrip_protocol(path) if is_remote(like) else path
+
+
+def open_input(url: str) -> IO[bytes]:
+    """A seekable binary file: local, or remote with read-ahead (ranged GETs, nothing copied whole)."""
+    if not is_remote(url):
+        return open(url, "rb")  # noqa: SIM115 - the caller closes it
+    fs, path = filesystem(url)
+    try:
+        return fs.open(path, "rb", block_size=_READ_BLOCK_BYTES, cache_type="readahead")
+    except Exception as exc:  # noqa: BLE001 - turned into our error tree with a clean message
+        raise storage_error(url, exc, "cannot open", SourceError) from None
+
+
+def list_files(url: str, pattern: bool = False) -> list[RemoteFile]:
+    """Every file under ``url`` (recursive) or matching a glob ``url``, with size and version."""
+    fs, path = filesystem(url)
+    try:
+        if pattern:
+            entries = fs.glob(path, detail=True)
+        elif fs.isfile(path):
+            entries = {path: fs.info(path)}
+        else:
+            entries = fs.find(path, detail=True)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name, info in sorted(entries.items()):
+        if info.get("type", "file") != "file":
+            continue
+        version = info.get("ETag") or info.get("etag") or info.get("generation") or info.get("mtime") or info.get("LastModified") or ""
+        if isinstance(version, float):
+            version = int(version * 1e9)
+        out.append(RemoteFile(_url(fs, name, url), int(info.get("size") or 0), str(version).strip('"')))
+    return out
+
+
+def arrow_fs(url: str) -> tuple[Any, str]:
+    """A pyarrow filesystem (``None`` for local files) and the path to hand it, for pyarrow readers."""
+    if not is_remote(url):
+        return None, url
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, path = filesystem(url)
+    return PyFileSystem(FSSpecHandler(fs)), path
+
+
+def read_parquet(url: str, columns: list[str] | None = None) -> Any:
+    """One Parquet file as an Arrow table; ``None`` when it does not exist."""
+    fs, path = arrow_fs(url)
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns, filesystem=fs)
+    except FileNotFoundError:
+        return None
+
+
+def exists(url: str) -> bool:
+    if not is_remote(url):
+        return os.path.exists(url)
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def read_bytes(url: str) -> bytes:
+    if not is_remote(url):
+        return Path(url).read_bytes()
+    fs, path = filesystem(url)
+    return fs.cat_file(path)
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Atomic: readers see the old object or the new one, never part of one."""
+    with local_tmp(url) as tmp:
+        Path(tmp).write_bytes(data)
+        put_file(tmp, url)
+
+
+def tmp_path_for(url: str) -> str:
+    """A temporary local file name for building ``url``'s content: beside it when local, so the
+    final rename is atomic; in the temp dir when remote (one PUT is atomic per object)."""
+    name = f"_tmp-{uuid.uuid4().hex}-{os.path.basename(url)}.inprogress"
+    if is_remote(url):
+        return os.path.join(tempfile.gettempdir(), name)
+    os.makedirs(os.path.dirname(url) or ".", exist_ok=True)
+    return os.path.join(os.path.dirname(url), name)
+
+
+@contextlib.contextmanager
+def local_tmp(url: str) -> Iterator[str]:
+    """``tmp_path_for(url)``, removed afterwards if still there."""
+    tmp = tmp_path_for(url)
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def put_file(local_path: str, url: str) -> None:
+    """Move a finished local file to ``url`` in one step."""
+    if not is_remote(url):
+        os.replace(local_path, url)
+        return
+    fs, path = filesystem(url)
+    try:
+        fs.put_file(local_path, path)
+    except Exception as exc:  # noqa: BLE001
+        raise storage_error(url, exc, "cannot write") from None
+
+
+def remove(url: str) -> None:
+    if not is_remote(url):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(url)
+        return
+    fs, path = filesystem(url)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
+
+
+def _secrets() -> list[str]:
+    values = [os.environ.get(name, "") for name in _SECRET_ENV]
+
+    def walk(obj: Any, name: str = "") -> None:
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                walk(value, str(key))
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                walk(value, name)
+        elif isinstance(obj, str) and _SECRET_NAME.search(name):
+            values.append(obj)
+
+    with contextlib.suppress(ConfigError):
+        walk(storage_options())
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known secret value replaced by ``***``."""
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+def storage_error(url: str, exc: BaseException, what: str, kind: type[VideolakeError] = LakeError) -> VideolakeError:
+    """One clean error for a failed storage call: names the URL and the cause, never a credential.
+
+    Missing and forbidden are ``kind`` (they fail fast); anything else is a ``StorageError``.
+    """
+    if isinstance(exc, VideolakeError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        reason = "not found (is the bucket or path right?)"
+    elif isinstance(exc, PermissionError):
+        reason = "access denied (check the credentials and the bucket policy)"
+    else:  # timeouts, 5xx, throttling that outlasted the retries: worth another try later
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = StorageError
+    return kind(redact(f"{what} {url}: {reason}"))
