@@ -26,7 +26,7 @@ from pipeline.errors import ConfigError, LakeError, SourceError, StorageError, V
 __all__ = [
     "STORAGE_OPTIONS_ENV", "RemoteFile", "is_remote", "normalize", "storage_options", "set_storage_options",
     "filesystem", "arrow_fs", "read_parquet", "join", "open_input", "list_files", "exists", "read_bytes", "write_bytes", "put_file",
-    "remove", "local_tmp", "tmp_path_for", "redact", "storage_error",
+    "remove", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "storage_error",
 ]
 
 STORAGE_OPTIONS_ENV = "VIDEOLAKE_STORAGE_OPTIONS"
@@ -236,6 +236,14 @@ def remove(url: str) -> None:
     fs, path = filesystem(url)
     with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
+
+
+_FORWARDED_ENV = re.compile(r"^(VIDEOLAKE_STORAGE_OPTIONS|AWS_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_PROJECT|AZURE_[A-Z_]+|FSSPEC_[A-Z_]+)$")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The storage settings of this process's environment that workers elsewhere need too."""
+    return {k: v for k, v in os.environ.items() if _FORWARDED_ENV.match(k)}
 
 
 def _secrets() -> list[str]:

@@ -121,9 +121,10 @@ def _serve_proxy(upstream: str, port: int, fail_every: int) -> None:
         def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
             self.send_response(status)
             for key, value in headers:
-                if key.lower() not in hop and key.lower() != "content-length":
+                if key.lower() not in hop and (key.lower() != "content-length" or self.command == "HEAD"):
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
+            if self.command != "HEAD":
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)

@@ -42,9 +42,11 @@ class VideoWorker:
     """
 
     def __init__(self, config: dict, detector_path: str, actions_path: str, num_threads: int,
-                 progress_name: str | None = None) -> None:
+                 progress_name: str | None = None, storage_env: dict[str, str] | None = None) -> None:
         import torch
 
+        # Bucket endpoint and credentials from the driver, as an argument: never in a runtime env or a log.
+        os.environ.update(storage_env or {})
         torch.set_num_threads(max(1, num_threads))
         self.config = RunConfig.from_mapping(config)
         detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device)

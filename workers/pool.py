@@ -18,6 +18,7 @@ from pipeline.analyze import ShardJob, ShardResult
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError, VideolakeError
 from pipeline.models import ModelInfo
+from pipeline.storage import forwarded_env
 from workers.actor import ProgressCounter, VideoWorker
 
 __all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan"]
@@ -107,7 +108,7 @@ class WorkerPool:
         self.progress = ProgressCounter.options(name=progress_name).remote()
         self.actors = [
             VideoWorker.options(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus).remote(
-                settings, detector.path, actions.path, self.plan.threads, progress_name
+                settings, detector.path, actions.path, self.plan.threads, progress_name, storage_env=forwarded_env()
             )
             for _ in range(self.plan.workers)
         ]
