@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import subprocess
 import time
@@ -99,7 +100,7 @@ def test_bucket_to_bucket_runs_query_and_increments_like_local_disk_and_never_le
     assert len(objects) > 10
     assert all(SECRET.encode() not in s3.cat_file(key) for key in objects)
     assert SECRET not in json.dumps(_prefect_records(prefect_api, lake), default=str)
-    for path in glob.glob("/tmp/ray/session_latest/logs/*"):
+    for path in filter(os.path.isfile, glob.glob("/tmp/ray/session_latest/logs/**", recursive=True)):
         with open(path, "rb") as f:
             assert SECRET.encode() not in f.read(), path
 
