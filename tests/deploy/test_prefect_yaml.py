@@ -58,5 +58,6 @@ def test_prefect_deploy_registers_the_deployment_with_its_schedule_and_limit(pre
     assert deployment.work_pool_name == "videolake-ray"
     assert deployment.parameters == declared["parameters"]
     assert [s.schedule.cron for s in deployment.schedules] == [declared["schedules"][0]["cron"]]
-    assert deployment.concurrency_limit == 1
+    assert deployment.global_concurrency_limit.limit == 1
+    assert deployment.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployment.job_variables["env"]["RAY_ADDRESS"] == "auto"

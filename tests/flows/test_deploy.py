@@ -49,7 +49,8 @@ def test_serve_fires_on_its_interval_and_later_runs_only_pick_up_new_videos(samp
     print(f"\nscheduled runs: {[(r['videos_ok'], r['videos_done_before'], round(r['wall_s'], 1)) for r in runs]}")
 
     deployment, flow_runs = asyncio.run(_read_deployment(f"analyze/{name}"))
-    assert deployment.concurrency_limit == 1
+    assert deployment.global_concurrency_limit.limit == 1
+    assert deployment.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployment.parameters["lake"] == str(lake) and deployment.parameters["config"]["imgsz"] == 320
     assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [8.0]
     assert sum(r.state.is_completed() for r in flow_runs) >= len(runs)
