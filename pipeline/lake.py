@@ -7,7 +7,9 @@ Layout (hive-style, readable by pyarrow datasets and DuckDB)::
     LAKE/shards/<run_id>/<video_id>.parquet
     LAKE/runs/<run_id>.parquet
 
-A file is written under a temporary name and renamed, so readers never see half a file.
+``LAKE`` is a folder or a bucket URL (``s3://bucket/prefix``). A file is written to a local
+temporary file first, then renamed into place (on disk) or uploaded in one PUT (in a bucket,
+atomic per object), so readers never see half a file.
 Paths are deterministic from (video, content key, shard range, config hash): a rerun writes
 the same paths, never a second copy. A shard counts only once its ``ledger`` file exists:
 that file is written last, after the shard's data files.

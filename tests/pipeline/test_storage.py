@@ -34,6 +34,12 @@ def test_bad_storage_options_fail_as_config_errors_without_echoing_them(monkeypa
     monkeypatch.delenv(storage.STORAGE_OPTIONS_ENV, raising=False)
     with pytest.raises(ConfigError, match="unknown storage protocol"):
         storage.filesystem("nosuchproto://bucket/x")
+    pytest.importorskip("fsspec")
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:  # the [gcs] extra is not installed here: the message says how to get it
+        with pytest.raises(ConfigError, match=r"pip install 'videolake\[gcs\]'"):
+            storage.filesystem("gs://bucket/x")
 
 
 def test_discover_lists_a_prefix_and_a_glob_with_etag_content_keys(s3, samples_dir):
