@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -42,13 +43,15 @@ def read_lake_state(lake: str | os.PathLike[str], config_hash: str, sources: Ite
     """
     lake = os.fspath(lake)
     state = LakeState()
-    for entry in _listing(lake, "ledger", config_hash):
+    with ThreadPoolExecutor(3) as pool:  # three independent listings, each one request per 1,000 objects
+        ledger, maps, videos = pool.map(lambda args: _listing(lake, *args), [("ledger", config_hash), ("track_map",), ("videos",)])
+    for entry in ledger:
         content_key, _, shard_key = entry.name.partition("-")
         state.committed.add((entry.video_id, content_key, shard_key))
-    finished = {(e.config_hash, e.video_id, e.name) for e in _listing(lake, "track_map")}
+    finished = {(e.config_hash, e.video_id, e.name) for e in maps}
     wanted = None if sources is None else {(s.video_id, s.content_key) for s in sources}
     failed = []
-    for entry in _listing(lake, "videos"):
+    for entry in videos:
         key = (entry.video_id, entry.name)
         if (entry.config_hash, entry.video_id, entry.name) in finished:
             if entry.config_hash == config_hash:

@@ -14,7 +14,7 @@ from pipeline import storage
 from pipeline.config import RunConfig
 from pipeline.lake import check_writable
 from pipeline.models import ModelInfo, resolve_actions, resolve_detector
-from pipeline.sources import VideoSource, discover
+from pipeline.sources import VideoSource, check_reachable, discover
 
 __all__ = ["RunPlan", "plan_run"]
 
@@ -29,9 +29,18 @@ class RunPlan:
     config_hash: str
 
 
-def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[str], config: RunConfig) -> RunPlan:
-    """Raises ``ConfigError``, ``SourceError``, ``ModelError`` or ``LakeError`` naming what is wrong."""
-    found = discover(sources)
+def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[str], config: RunConfig,
+             list_sources: bool = True) -> RunPlan:
+    """Raises ``ConfigError``, ``SourceError``, ``ModelError`` or ``LakeError`` naming what is wrong.
+
+    ``list_sources=False`` only checks that each source's path or bucket exists (the CLI's check
+    before the flow starts; the flow lists them); the plan then has no sources.
+    """
+    if list_sources:
+        found = discover(sources)
+    else:
+        check_reachable(sources)
+        found = []
     detector, actions = resolve_detector(config.detector), resolve_actions(config.actions)
     lake = storage.normalize(lake)
     check_writable(lake)

@@ -14,7 +14,7 @@ from pipeline import storage
 from pipeline.config import VIDEO_EXTENSIONS
 from pipeline.errors import SourceError
 
-__all__ = ["VideoSource", "discover", "video_id_for", "content_key_for"]
+__all__ = ["VideoSource", "discover", "check_reachable", "video_id_for", "content_key_for"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,21 @@ def discover(sources: Iterable[str | os.PathLike[str]], extensions: tuple[str, .
             if uri not in found:
                 found[uri] = VideoSource(uri, video_id_for(uri), size_bytes, content_key_for(size_bytes, version))
     return sorted(found.values(), key=lambda v: v.uri)
+
+
+def check_reachable(sources: Iterable[str | os.PathLike[str]]) -> None:
+    """Fail fast on a missing path or bucket, without listing: the cheap check before a run starts."""
+    for source in sources:
+        url = storage.normalize(source)
+        if not storage.is_remote(url):
+            if not _is_glob(url) and not os.path.exists(url):
+                raise SourceError(f"source not found: {url}")
+            continue
+        try:
+            if not storage.exists(_bucket(url)):
+                raise FileNotFoundError(url)
+        except Exception as exc:  # noqa: BLE001 - one clean error naming the URL
+            raise storage.storage_error(url, exc, "cannot list", SourceError) from None
 
 
 def _local(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int | str]]:

@@ -102,7 +102,7 @@ def run(
         ))
         from pipeline.plan import plan_run
 
-        plan_run(sources, out, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
+        plan_run(sources, out, cfg, list_sources=False)  # bad sources, models or lake fail here, before Prefect and Ray start
         _quiet_logs(verbose)
         from flows.analyze import analyze
 
@@ -136,7 +136,7 @@ def serve(
         cfg = load_config_file(config) if config else RunConfig()
         from pipeline.plan import plan_run
 
-        plan_run(sources, out, cfg)  # fail now, not at the first scheduled run
+        plan_run(sources, out, cfg, list_sources=False)  # fail now, not at the first scheduled run
         _quiet_logs(verbose)
         from flows.deploy import serve_deployment
 

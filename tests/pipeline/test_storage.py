@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 
 import pyarrow.parquet as pq
 import pytest
