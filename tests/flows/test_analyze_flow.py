@@ -152,6 +152,7 @@ def test_a_corpus_of_damaged_videos_completes_with_every_variant_accounted_for(p
 
 
 def test_a_worker_killed_mid_shard_costs_one_retry_of_that_shard(prefect_api, ray_local, samples_dir, tmp_path):
+    import contextvars
     import os
     import signal
     import threading
@@ -161,9 +162,12 @@ def test_a_worker_killed_mid_shard_costs_one_retry_of_that_shard(prefect_api, ra
 
     lake = tmp_path / "lake"
     outcome = {}
-    run = threading.Thread(target=lambda: outcome.setdefault("summary", analyze(
+    # Prefect's settings (the test's API URL) live in context variables: the thread runs in a copy of
+    # this context, or it would start an ephemeral Prefect server of its own.
+    context = contextvars.copy_context()
+    run = threading.Thread(target=lambda: context.run(lambda: outcome.setdefault("summary", analyze(
         sources=[str(samples_dir / "bikes.mp4")], lake=str(lake), config={**FAST, "workers": 1, "shard_seconds": 4},
-        show_progress=False)))
+        show_progress=False))))
     run.start()
     killed = None
     deadline = time.time() + 180
