@@ -29,7 +29,7 @@ from pipeline.models import ModelInfo
 from workers.actor import ProgressCounter, VideoWorker
 
 __all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan",
-           "NodeResources", "cluster_nodes"]
+           "NodeResources", "cluster_nodes", "actor_resources"]
 
 _LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
 _THREADS_PER_CPU_WORKER = 4  # CPU actors of up to 4 threads: one actor per 4 cores of a node
@@ -135,6 +135,12 @@ def _plan_gpu(config: RunConfig, nodes: Sequence[NodeResources], device: str) ->
     return WorkerPlan(workers, num_cpus=num_cpus, num_gpus=share, threads=2, device=device)
 
 
+def actor_resources(plan: WorkerPlan) -> dict:
+    """Ray options of each actor: its CPU and GPU share, spread over the nodes. An actor with a GPU
+    share is only ever placed on a node with a GPU; fractions pack actors onto one GPU."""
+    return {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "scheduling_strategy": "SPREAD"}
+
+
 def _cause(exc: BaseException) -> BaseException | None:
     """The ``VideolakeError`` behind a Ray error from an actor's constructor, if any."""
     if isinstance(exc, RayTaskError) and isinstance(exc.cause, VideolakeError):
@@ -219,9 +225,8 @@ class WorkerPool:
 
     def _add_actors(self, count: int, plan: WorkerPlan) -> None:
         for _ in range(count):
-            actor = VideoWorker.options(
-                num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, scheduling_strategy="SPREAD",
-            ).remote(self._settings, *self._models, plan.threads, self._progress_name)
+            actor = VideoWorker.options(**actor_resources(plan)).remote(
+                self._settings, *self._models, plan.threads, self._progress_name)
             with self._lock:
                 self.actors.append(actor)
                 self._starting[actor] = actor.describe.remote()

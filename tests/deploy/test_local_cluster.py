@@ -56,7 +56,8 @@ def local_cluster():
     ray_port = _free_base(26500, 27500, 40)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PREFECT_"))}
     env.update(VIDEOLAKE_CLUSTER_DIR=str(directory), VIDEOLAKE_RAY_PORT=str(ray_port),
-               VIDEOLAKE_RAY_CLIENT_PORT=str(ray_port + 1), VIDEOLAKE_PREFECT_PORT=str(_free_base(46500, 47500, 1)))
+               VIDEOLAKE_RAY_CLIENT_PORT=str(ray_port + 1), VIDEOLAKE_PREFECT_PORT=str(_free_base(46500, 47500, 1)),
+               VIDEOLAKE_WORKER_B_GPUS="1")  # a mixed cluster: worker b declares a GPU (placement only; runs use cpu)
     t0 = time.perf_counter()
     up = subprocess.run([sys.executable, str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr[-3000:]
@@ -131,6 +132,39 @@ def one_machine_lake(local_cluster, samples_dir, tmp_path_factory):
     return lake
 
 
+PLACEMENT = """
+import json, ray
+from pipeline.config import RunConfig
+from workers.pool import actor_resources, cluster_nodes, plan_workers
+
+ray.init(logging_level="ERROR")  # RAY_ADDRESS from the environment
+
+
+@ray.remote
+class Probe:
+    def where(self):
+        context = ray.get_runtime_context()
+        return context.get_node_id(), [str(g) for g in context.get_accelerator_ids().get("GPU", [])]
+
+
+plan = plan_workers(RunConfig(device="cuda", gpus_per_worker=0.5), cluster_nodes())
+actors = [Probe.options(**actor_resources(plan)).remote() for _ in range(plan.workers)]
+gpu_node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "videolake_worker_b" in n["Resources"])
+print(json.dumps({"workers": plan.workers, "gpu_node": gpu_node, "placed": ray.get([a.where.remote() for a in actors],
+                                                                                 timeout=120)}))
+"""
+
+
+def test_gpu_actors_land_only_on_the_gpu_node_and_share_its_gpu(local_cluster):
+    env = {**_cli_env(local_cluster, True), "RAY_ADDRESS": local_cluster["exports"]["RAY_ADDRESS"]}
+    done = subprocess.run([sys.executable, "-c", PLACEMENT], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["workers"] == 2  # one declared GPU at 0.5 each
+    assert [tuple(p) for p in found["placed"]] == [(found["gpu_node"], ["0"])] * 2  # never on the CPU-only worker a
+
+
 def test_the_flow_runs_on_the_cluster_s_nodes_and_fills_the_lake_as_one_machine_does(local_cluster, one_machine_lake,
                                                                                         samples_dir, tmp_path):
     done, wall_s = _run(local_cluster, samples_dir, tmp_path / "cluster", on_cluster=True)
@@ -147,6 +181,7 @@ def test_the_flow_runs_on_the_cluster_s_nodes_and_fills_the_lake_as_one_machine_
           f"{done.stdout.strip().splitlines()[-1]}")
 
 
+# Last: it kills worker b.
 def test_a_worker_node_killed_mid_run_costs_a_retry_and_the_run_completes_exactly_once(local_cluster, one_machine_lake,
                                                                                          samples_dir, tmp_path):
     reference = one_machine_lake
@@ -202,3 +237,4 @@ def _kill_node(pgid: int, processes: list[psutil.Process]) -> None:
             process.kill()
         except psutil.NoSuchProcess:
             pass
+

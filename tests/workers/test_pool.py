@@ -77,3 +77,24 @@ def test_a_shard_past_its_time_limit_is_stopped_and_the_worker_restarts(ray_loca
         assert pool.process(job).status == "ok"  # the restarted actor takes the next shard
     finally:
         pool.shutdown()
+
+
+@pytest.mark.needs_cuda
+def test_gpu_actors_share_a_gpu_half_each_and_record_it(ray_local, samples_dir, tmp_path):
+    import ray
+
+    from workers.pool import WorkerPool
+
+    pool = WorkerPool(RunConfig(**FAST, device="cuda", gpus_per_worker=0.5), resolve_detector(), resolve_actions())
+    try:
+        assert pool.plan.num_gpus == 0.5 and pool.plan.workers == 2 * int(ray.cluster_resources()["GPU"])
+        pool.wait_ready()
+        described = ray.get([a.describe.remote() for a in pool.actors], timeout=300)
+        assert all(d["device"].startswith("cuda") and len(d["gpu_ids"]) == 1 for d in described)
+        path = samples_dir / "bikes.mp4"
+        job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
+                       str(tmp_path), "r", "h")
+        result = pool.process(job)
+        assert result.status == "ok" and len(result.gpu_ids) == 1 and result.node_id
+    finally:
+        pool.shutdown()
