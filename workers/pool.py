@@ -165,11 +165,11 @@ class WorkerPool:
         self.actors: list = []
         self._idle: queue.Queue = queue.Queue()  # ready actors
         self._starting: dict = {}  # actor → its pending describe() call; such an actor takes no shard
-        self._described: list[dict] = []
+        self._described: dict = {}  # ready actor → its describe() answer (worker, node, GPUs, device)
         self._fatal: BaseException | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._ready = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
         self._add_actors(self.plan.workers, self.plan)
         self._watcher = threading.Thread(target=self._watch, name="videolake-pool", daemon=True)
         self._watcher.start()
@@ -182,15 +182,20 @@ class WorkerPool:
     def wait_ready(self, timeout_s: float | None = None) -> list[dict]:
         """Block until at least one actor loaded its models; a model that cannot load raises here."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        with self._ready:
+        with self._changed:
             while not self._described and self._fatal is None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise WorkerLost(f"no worker became ready within {timeout_s:.0f} s")
-                self._ready.wait(timeout=left if left is not None else 1.0)
+                self._changed.wait(timeout=left if left is not None else 1.0)
             if self._fatal is not None:
                 raise self._fatal
-            return list(self._described)
+            return list(self._described.values())
+
+    def ready(self) -> list[dict]:
+        """What the actors taking shards now report: worker name, node, GPUs, device."""
+        with self._lock:
+            return list(self._described.values())
 
     def process(self, job: ShardJob, timeout_s: float | None = None) -> ShardResult:
         actor = self._idle.get()
@@ -209,6 +214,7 @@ class WorkerPool:
                 self._idle.put(actor)
             else:
                 with self._lock:
+                    self._described.pop(actor, None)
                     self._starting[actor] = actor.describe.remote()
 
     def frames_done(self) -> int:
@@ -253,21 +259,21 @@ class WorkerPool:
             info = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - sorted below: a broken model, or a restart in progress
             fatal = _cause(exc)
-            with self._ready:
+            with self._changed:
                 if fatal is not None:
                     self._fatal = fatal
                     self._starting.pop(actor, None)
-                    self._ready.notify_all()
+                    self._changed.notify_all()
                     return
             time.sleep(0.5)  # Ray is restarting it (a crash, a lost node): ask again
             with self._lock:
                 if not self._stop.is_set():
                     self._starting[actor] = actor.describe.remote()
             return
-        with self._ready:
+        with self._changed:
             self._starting.pop(actor, None)
-            self._described.append(info)
-            self._ready.notify_all()
+            self._described[actor] = info
+            self._changed.notify_all()
         self._idle.put(actor)
 
     def _grow(self) -> None:

@@ -53,7 +53,7 @@ def _free_base(start: int, stop: int, span: int) -> int:
 @pytest.fixture(scope="module")
 def local_cluster():
     directory = Path(tempfile.mkdtemp(prefix="vlc-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
-    ray_port = _free_base(26500, 27500, 40)
+    ray_port = _free_base(26500, 27500, 50)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PREFECT_"))}
     env.update(VIDEOLAKE_CLUSTER_DIR=str(directory), VIDEOLAKE_RAY_PORT=str(ray_port),
                VIDEOLAKE_RAY_CLIENT_PORT=str(ray_port + 1), VIDEOLAKE_PREFECT_PORT=str(_free_base(46500, 47500, 1)),
@@ -179,6 +179,57 @@ def test_the_flow_runs_on_the_cluster_s_nodes_and_fills_the_lake_as_one_machine_
     spread = {n[:8]: sum(s["node_id"] == n for s in outcome["shards"]) for n in nodes}
     print(f"cluster: {wall_s:.1f} s, {outcome['runs']['shards_total']} shards over nodes {spread}; "
           f"{done.stdout.strip().splitlines()[-1]}")
+
+
+GROWTH = """
+import json, sys, time, ray
+from pipeline.config import RunConfig
+from pipeline.models import resolve_actions, resolve_detector
+from workers.pool import WorkerPool
+
+ray.init(logging_level="ERROR")  # RAY_ADDRESS from the environment
+pool = WorkerPool(RunConfig(imgsz=320, analysis_fps=4.0, device="cpu"), resolve_detector(), resolve_actions())
+deadline = time.time() + 240
+while len(pool.ready()) < len(pool.actors) and time.time() < deadline:
+    time.sleep(1)
+print(json.dumps({"actors": len(pool.actors), "ready": len(pool.ready())}), flush=True)
+sys.stdin.readline()  # the test added a node
+deadline = time.time() + 240
+while (len(pool.actors) < 3 or len(pool.ready()) < 3) and time.time() < deadline:
+    time.sleep(1)
+print(json.dumps({"actors": len(pool.actors), "nodes": sorted({d["node_id"] for d in pool.ready()})}), flush=True)
+pool.shutdown()
+"""
+
+
+def test_the_pool_grows_when_a_node_joins_the_cluster(local_cluster, tmp_path):
+    env = {**_cli_env(local_cluster, True), "RAY_ADDRESS": local_cluster["exports"]["RAY_ADDRESS"]}
+    script = subprocess.Popen([sys.executable, "-c", GROWTH], env=env, cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    node = None
+    try:
+        before = json.loads(script.stdout.readline())
+        assert before == {"actors": 2, "ready": 2}  # one actor per 1-CPU worker node
+        # What an autoscaler does: a third worker node joins (1 CPU, agent ports after the script's nodes).
+        port = int(local_cluster["env"]["VIDEOLAKE_RAY_PORT"])
+        with open(tmp_path / "worker-c.log", "w") as log:
+            node = subprocess.Popen(
+                [str(Path(sys.executable).parent / "ray"), "start", "--block", "--disable-usage-stats",
+                 f"--address=127.0.0.1:{port}", "--num-cpus=1", "--num-gpus=0", "--object-store-memory=209715200",
+                 f"--dashboard-agent-listen-port={port + 40}", f"--dashboard-agent-grpc-port={port + 41}",
+                 f"--metrics-export-port={port + 42}", f"--runtime-env-agent-port={port + 43}"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        script.stdin.write("go\n")
+        script.stdin.flush()
+        after = json.loads(script.stdout.readline() or "{}")
+        assert after.get("actors") == 3 and len(after["nodes"]) == 3, (after, script.stderr.read()[-2000:])
+        assert script.wait(timeout=60) == 0
+    finally:
+        if script.poll() is None:
+            script.kill()
+        if node is not None:
+            _kill_node(node.pid, _descendants(node.pid))
+            node.wait(timeout=30)
 
 
 # Last: it kills worker b.
