@@ -212,12 +212,12 @@ def analyze(
 def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: str, run_id: str,  # noqa: ANN001
              state, summary: RunSummary, progress: RunProgress) -> None:  # noqa: ANN001 - LakeState
     """Probe, shard and analyse, keeping a bounded window of task runs in flight."""
-    window = min(_MAX_IN_FLIGHT, 2 * pool.plan.workers + 2)
     waiting = deque(todo)
     probing: list[tuple[_Video, PrefectFuture]] = []
     ready: deque[tuple[_Video, ShardJob]] = deque()
     active: list[_Video] = []
     while waiting or probing or ready or active:
+        window = min(_MAX_IN_FLIGHT, pool.max_in_flight)  # a bounded number per actor; grows with the pool
         in_flight = len(probing) + sum(len(v.running) for v in active)
         while in_flight < window and (ready or waiting):
             if ready:
@@ -291,6 +291,8 @@ def _record(video: _Video, shard: Shard, status: str, run_id: str, result: Shard
         "video_id": video.source.video_id, "content_key": video.source.content_key, "shard_index": shard.index,
         "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
         "status": status, "attempts": attempts,
-        "worker": result.worker if result else None, "frames_analyzed": result.frames_analyzed if result else None,
+        "worker": result.worker if result else None, "node_id": result.node_id if result else None,
+        "node_ip": result.node_ip if result else None, "gpu_ids": result.gpu_ids if result else None,
+        "frames_analyzed": result.frames_analyzed if result else None,
         "wall_s": result.wall_s if result else None, "error": error, "run_id": run_id,
     }

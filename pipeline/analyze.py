@@ -70,6 +70,9 @@ class ShardResult:
     clips_by_action: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     worker: str | None = None
+    node_id: str | None = None  # the Ray node that ran the shard
+    node_ip: str | None = None
+    gpu_ids: list[str] = field(default_factory=list)  # GPUs Ray assigned to the actor; empty on CPU
     attempts: int = 1
 
 

@@ -54,15 +54,19 @@ class VideoWorker:
         # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
         self.progress = ray.get_actor(progress_name) if progress_name else None
         context = ray.get_runtime_context()
-        self.name = f"{socket.gethostname()}:{context.get_node_id()[:8]}/{context.get_actor_id()[:8]}:pid{os.getpid()}"
+        self.node_id = context.get_node_id()
+        self.node_ip = ray.util.get_node_ip_address()
+        self.gpu_ids = [str(i) for i in context.get_accelerator_ids().get("GPU", [])]  # as Ray assigned them
+        self.name = f"{socket.gethostname()}:{self.node_id[:8]}/{context.get_actor_id()[:8]}:pid{os.getpid()}"
 
     def describe(self) -> dict:
-        return {"worker": self.name, "device": self.analyzer.detector.device, "classes": self.analyzer.detector.names}
+        return {"worker": self.name, "node_id": self.node_id, "node_ip": self.node_ip, "gpu_ids": self.gpu_ids,
+                "device": self.analyzer.detector.device, "classes": self.analyzer.detector.names}
 
     def process(self, job: ShardJob) -> ShardResult:
         report = (lambda n: self.progress.add.remote(n)) if self.progress is not None else None
         result = self.analyzer.analyze(job, progress=report)
-        result.worker = self.name
+        result.worker, result.node_id, result.node_ip, result.gpu_ids = self.name, self.node_id, self.node_ip, self.gpu_ids
         return result
 
     def pid(self) -> int:

@@ -1,4 +1,11 @@
-"""Starting or joining Ray, sizing and placing the actor pool, handing videos to idle actors."""
+"""Starting or joining Ray, sizing and placing the actor pool, handing shards to ready actors.
+
+The pool follows the cluster: ``plan_workers`` sizes it from the alive nodes' resources (a
+pure function), actors are spread over the nodes, GPU actors reserve a (possibly fractional)
+GPU so Ray places them on GPU nodes only, and a watcher thread admits actors as they become
+ready, takes back actors that Ray restarts (a crash, a lost node) and adds actors when the
+cluster grows (the autoscaler added nodes). A shard only ever goes to an actor that is ready.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +13,34 @@ import contextlib
 import logging
 import os
 import queue
+import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
 
 from pipeline.analyze import ShardJob, ShardResult
 from pipeline.config import RunConfig
-from pipeline.errors import ConfigError, VideolakeError
+from pipeline.errors import ConfigError, ModelError, VideolakeError
 from pipeline.models import ModelInfo
 from pipeline.storage import forwarded_env
 from workers.actor import ProgressCounter, VideoWorker
 
-__all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan"]
+__all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan",
+           "NodeResources", "cluster_nodes", "actor_resources"]
 
 _LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
+_THREADS_PER_CPU_WORKER = 4  # CPU actors of up to 4 threads: one actor per 4 cores of a node
+_SHARDS_IN_FLIGHT_PER_WORKER = 2  # one running, one queued: the next shard is ready when an actor frees up
+_GROW_CHECK_S = 10.0
+_HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node this resource
 
 
 class WorkerLost(VideolakeError):
-    """The actor running a shard died; the shard can be retried on a restarted actor."""
+    """The actor running a shard died; the shard can be retried on another or a restarted actor."""
 
 
 class ShardTimeout(VideolakeError):
@@ -35,7 +48,18 @@ class ShardTimeout(VideolakeError):
 
 
 @dataclass(frozen=True)
+class NodeResources:
+    """What one alive Ray node offers."""
+
+    node_id: str
+    cpus: float
+    gpus: float
+
+
+@dataclass(frozen=True)
 class WorkerPlan:
+    """How many actors, and what each one reserves."""
+
     workers: int
     num_cpus: float
     num_gpus: float
@@ -63,93 +87,198 @@ def ray_session(address: str | None = None) -> Iterator[str]:
         ray.shutdown()
 
 
-def plan_workers(config: RunConfig) -> WorkerPlan:
-    """How many actors, with which resources, from the config and the cluster's resources.
+def cluster_nodes() -> list[NodeResources]:
+    """The alive nodes of the connected Ray cluster and their CPUs and GPUs."""
+    return [NodeResources(n["NodeID"], float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+            for n in ray.nodes() if n.get("Alive")]
 
-    CPU: actors of up to 4 threads each share the cluster's CPUs (fractions allowed, so
-    ``--workers`` above the CPU count still schedules). CUDA: one actor per GPU by default;
-    ``gpus_per_worker`` below 1 (or more workers than GPUs) shares a GPU between actors.
+
+def plan_workers(config: RunConfig, nodes: Sequence[NodeResources]) -> WorkerPlan:
+    """How many actors, with which resources, from the config and the nodes' resources.
+
+    CPU: one actor per 4 cores of each node (at least one per node with a CPU); each reserves
+    a share of CPUs that fits on every node, so actors spread over the nodes. ``--workers``
+    overrides the count (fractions of a CPU allowed). CUDA: one actor per GPU by default;
+    ``gpus_per_worker`` below 1 puts several actors on a GPU (0.5: two, 0.25: four). An actor
+    reserving a GPU is only placed on a node that has one. With no GPU in the cluster yet,
+    an explicit ``--workers`` still plans GPU actors: they wait for the autoscaler's GPU nodes.
     """
-    resources = ray.cluster_resources()
-    cpus = max(1, int(resources.get("CPU", 1)))
-    gpus = float(resources.get("GPU", 0))
-    device = config.device if config.device != "auto" else ("cuda" if gpus >= 1 else "cpu")
+    total_gpus = sum(n.gpus for n in nodes)
+    device = config.device if config.device != "auto" else ("cuda" if total_gpus >= 1 else "cpu")
     if device.startswith("cuda"):
-        if gpus <= 0:
-            raise ConfigError(f"device {config.device} needs a GPU, but the Ray cluster has none")
+        return _plan_gpu(config, nodes, device)
+    cpus = [n.cpus for n in nodes if n.cpus >= 1]
+    if not cpus:
+        if not config.workers:
+            raise ConfigError("the Ray cluster has no node with a CPU; give --workers to wait for the autoscaler")
+        return WorkerPlan(config.workers, num_cpus=1.0, num_gpus=0.0, threads=1, device="cpu")
+    per_node = [max(1, int(c // _THREADS_PER_CPU_WORKER)) for c in cpus]
+    workers = config.workers or sum(per_node)
+    share = min(sum(cpus) / workers, min(c / n for c, n in zip(cpus, per_node)))
+    return WorkerPlan(workers, num_cpus=share, num_gpus=0.0, threads=max(1, int(share)), device="cpu")
+
+
+def _plan_gpu(config: RunConfig, nodes: Sequence[NodeResources], device: str) -> WorkerPlan:
+    total_gpus = sum(n.gpus for n in nodes)
+    if config.gpus_per_worker:
         share = config.gpus_per_worker
-        workers = config.workers or max(1, int(gpus / share) if share else int(gpus))
-        share = share or min(1.0, gpus / workers)
-        return WorkerPlan(workers, num_cpus=1, num_gpus=share, threads=2, device=device)
-    workers = config.workers or max(1, cpus // min(4, cpus))
-    return WorkerPlan(workers, num_cpus=cpus / workers, num_gpus=0, threads=max(1, cpus // workers), device="cpu")
+    elif config.workers and total_gpus:
+        share = min(1.0, total_gpus / config.workers)
+    else:
+        share = 1.0
+    gpu_nodes = [(n, int(n.gpus / share + 1e-9)) for n in nodes if n.gpus > 0]
+    workers = config.workers or sum(count for _, count in gpu_nodes)
+    if workers == 0:
+        raise ConfigError(f"device {config.device} needs a GPU, but the Ray cluster has none "
+                          "(give --workers to wait for the autoscaler's GPU nodes)")
+    cpu_shares = [n.cpus / count for n, count in gpu_nodes if count and n.cpus > 0]
+    num_cpus = min([1.0, *cpu_shares])
+    return WorkerPlan(workers, num_cpus=num_cpus, num_gpus=share, threads=2, device=device)
 
 
-def _await_alive(actor, timeout_s: float = 300.0) -> None:  # noqa: ANN001 - a VideoWorker handle
-    """Wait for a restarted actor to finish its constructor (loading its models)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            ray.get(actor.describe.remote(), timeout=10)
-            return
-        except (ActorUnavailableError, GetTimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+def actor_resources(plan: WorkerPlan) -> dict:
+    """Ray options of each actor: its CPU and GPU share, spread over the nodes. An actor with a GPU
+    share is only ever placed on a node with a GPU; fractions pack actors onto one GPU."""
+    return {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "scheduling_strategy": "SPREAD"}
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The ``VideolakeError`` behind a Ray error from an actor's constructor, if any."""
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, VideolakeError):
+        return exc.cause
+    if isinstance(exc, RayActorError) and exc.actor_init_failed:
+        return ModelError(f"a worker could not start: {str(exc).splitlines()[-1]}")
+    return None
 
 
 class WorkerPool:
-    """A fixed set of ``VideoWorker`` actors; ``process`` blocks until an actor is free."""
+    """``VideoWorker`` actors sized to the cluster; ``process`` blocks until an actor is ready."""
 
     def __init__(self, config: RunConfig, detector: ModelInfo, actions: ModelInfo) -> None:
-        self.plan = plan_workers(config)
-        settings = {**config.to_dict(), "device": self.plan.device}
-        progress_name = f"videolake-progress-{uuid.uuid4().hex}"
-        self.progress = ProgressCounter.options(name=progress_name).remote()
-        self.actors = [
-            VideoWorker.options(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus).remote(
-                settings, detector.path, actions.path, self.plan.threads, progress_name, storage_env=forwarded_env()
-            )
-            for _ in range(self.plan.workers)
-        ]
-        self._restarting: set = set()
-        self._idle: queue.Queue = queue.Queue()
-        for actor in self.actors:
-            self._idle.put(actor)
+        self.config = config
+        self.plan = plan_workers(config, cluster_nodes())
+        self._settings = {**config.to_dict(), "device": self.plan.device}
+        self._models = (detector.path, actions.path)
+        self._progress_name = f"videolake-progress-{uuid.uuid4().hex}"
+        # On the head node: a lost worker node must not take the progress counter with it.
+        self.progress = ProgressCounter.options(name=self._progress_name,
+                                                resources={_HEAD_NODE_RESOURCE: 0.001}).remote()
+        self.actors: list = []
+        self._idle: queue.Queue = queue.Queue()  # ready actors
+        self._starting: dict = {}  # actor → its pending describe() call; such an actor takes no shard
+        self._described: dict = {}  # ready actor → its describe() answer (worker, node, GPUs, device)
+        self._fatal: BaseException | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._changed = threading.Condition(self._lock)
+        self._add_actors(self.plan.workers, self.plan)
+        self._watcher = threading.Thread(target=self._watch, name="videolake-pool", daemon=True)
+        self._watcher.start()
 
-    def wait_ready(self) -> list[dict]:
-        """Block until every actor loaded its models; a model that cannot load raises here."""
-        try:
-            return ray.get([a.describe.remote() for a in self.actors])
-        except RayTaskError as exc:
-            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-            if isinstance(cause, VideolakeError):
-                raise cause from None
-            raise
+    @property
+    def max_in_flight(self) -> int:
+        """Shards the flow may have submitted at once: a fixed number per actor, plus room for probes."""
+        return _SHARDS_IN_FLIGHT_PER_WORKER * len(self.actors) + 2
+
+    def wait_ready(self, timeout_s: float | None = None) -> list[dict]:
+        """Block until at least one actor loaded its models; a model that cannot load raises here."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._changed:
+            while not self._described and self._fatal is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WorkerLost(f"no worker became ready within {timeout_s:.0f} s")
+                self._changed.wait(timeout=left if left is not None else 1.0)
+            if self._fatal is not None:
+                raise self._fatal
+            return list(self._described.values())
+
+    def ready(self) -> list[dict]:
+        """What the actors taking shards now report: worker name, node, GPUs, device."""
+        with self._lock:
+            return list(self._described.values())
 
     def process(self, job: ShardJob, timeout_s: float | None = None) -> ShardResult:
         actor = self._idle.get()
+        back_to_idle = True
         try:
-            if actor in self._restarting:
-                _await_alive(actor)
-                self._restarting.discard(actor)
             return ray.get(actor.process.remote(job), timeout=timeout_s)
         except GetTimeoutError:
             ray.kill(actor, no_restart=False)  # stops the runaway call; Ray restarts the actor
-            self._restarting.add(actor)
+            back_to_idle = False
             raise ShardTimeout(f"shard {job.shard.index} of {job.info.uri} ran past the {timeout_s:.0f} s limit") from None
         except (RayActorError, ActorUnavailableError, WorkerCrashedError) as exc:
-            self._restarting.add(actor)  # Ray restarts it; the next shard waits until it is back
+            back_to_idle = False  # Ray restarts it (elsewhere if its node is gone); it rejoins once ready
             raise WorkerLost(f"worker died while analysing {job.info.uri}: {type(exc).__name__}") from None
         finally:
-            self._idle.put(actor)
+            if back_to_idle:
+                self._idle.put(actor)
+            else:
+                with self._lock:
+                    self._described.pop(actor, None)
+                    self._starting[actor] = actor.describe.remote()
 
     def frames_done(self) -> int:
         return ray.get(self.progress.frames.remote())
 
     def shutdown(self) -> None:
+        self._stop.set()
+        self._watcher.join(timeout=5)
         for actor in self.actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
         with contextlib.suppress(Exception):
             ray.kill(self.progress)
+
+    def _add_actors(self, count: int, plan: WorkerPlan) -> None:
+        for _ in range(count):
+            actor = VideoWorker.options(**actor_resources(plan)).remote(
+                self._settings, *self._models, plan.threads, self._progress_name, storage_env=forwarded_env())
+            with self._lock:
+                self.actors.append(actor)
+                self._starting[actor] = actor.describe.remote()
+
+    def _watch(self) -> None:
+        """Admit actors whose constructor finished; grow the pool when the cluster grows."""
+        next_grow = time.monotonic() + _GROW_CHECK_S
+        while not self._stop.is_set():
+            with self._lock:
+                calls = {ref: actor for actor, ref in self._starting.items()}
+            if calls:
+                done, _ = ray.wait(list(calls), num_returns=len(calls), timeout=1.0)
+                for ref in done:
+                    self._admit(calls[ref], ref)
+            else:
+                self._stop.wait(1.0)
+            if self.config.workers is None and time.monotonic() >= next_grow:
+                next_grow = time.monotonic() + _GROW_CHECK_S
+                with contextlib.suppress(Exception):  # a cluster that cannot answer now is asked again later
+                    self._grow()
+
+    def _admit(self, actor, ref) -> None:  # noqa: ANN001 - a VideoWorker handle and its describe() call
+        try:
+            info = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - sorted below: a broken model, or a restart in progress
+            fatal = _cause(exc)
+            with self._changed:
+                if fatal is not None:
+                    self._fatal = fatal
+                    self._starting.pop(actor, None)
+                    self._changed.notify_all()
+                    return
+            time.sleep(0.5)  # Ray is restarting it (a crash, a lost node): ask again
+            with self._lock:
+                if not self._stop.is_set():
+                    self._starting[actor] = actor.describe.remote()
+            return
+        with self._changed:
+            self._starting.pop(actor, None)
+            self._described[actor] = info
+            self._changed.notify_all()
+        self._idle.put(actor)
+
+    def _grow(self) -> None:
+        plan = plan_workers(self.config, cluster_nodes())
+        missing = plan.workers - len(self.actors)
+        if missing > 0 and plan.device == self.plan.device:
+            self._add_actors(missing, plan)

@@ -19,16 +19,16 @@ pytestmark = pytest.mark.slow
 
 
 def test_plan_uses_the_cluster_s_cpus(ray_local):
-    from workers.pool import plan_workers
+    from workers.pool import cluster_nodes, plan_workers
 
-    plan = plan_workers(RunConfig())
+    nodes = cluster_nodes()
+    assert [(n.cpus, n.gpus) for n in nodes] == [(2.0, 0.0)]
+    plan = plan_workers(RunConfig(), nodes)
     assert (plan.workers, plan.threads, plan.device, plan.num_gpus) == (1, 2, "cpu", 0)
-    plan = plan_workers(RunConfig(workers=3))
-    assert plan.workers == 3 and plan.num_cpus == pytest.approx(2 / 3) and plan.threads == 1
     from pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs a GPU"):
-        plan_workers(RunConfig(device="cuda"))
+        plan_workers(RunConfig(device="cuda"), nodes)
 
 
 def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, samples_dir, tmp_path):
@@ -40,6 +40,7 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
     try:
         info = pool.wait_ready()
         assert info[0]["device"] == "cpu" and info[0]["classes"] == {0: "Normal", 1: "Fall"}
+        assert info[0]["node_id"] == ray.get_runtime_context().get_node_id() and info[0]["gpu_ids"] == []
         path = samples_dir / "bikes.mp4"
         job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
                        str(tmp_path), "r", "h")
@@ -56,6 +57,7 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
         assert not list(tmp_path.rglob("*.parquet"))  # the half-done video left no files
         result = pool.process(job)  # Ray restarted the actor with its models
         assert result.status == "ok" and result.frames_analyzed == 40
+        assert result.node_id == info[0]["node_id"] and result.node_ip and result.gpu_ids == []
         assert ray.get(pool.actors[0].pid.remote()) != pid
     finally:
         pool.shutdown()
@@ -73,5 +75,26 @@ def test_a_shard_past_its_time_limit_is_stopped_and_the_worker_restarts(ray_loca
         with pytest.raises(ShardTimeout, match="ran past the 1 s limit"):
             pool.process(job, timeout_s=1.0)
         assert pool.process(job).status == "ok"  # the restarted actor takes the next shard
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.needs_cuda
+def test_gpu_actors_share_a_gpu_half_each_and_record_it(ray_local, samples_dir, tmp_path):
+    import ray
+
+    from workers.pool import WorkerPool
+
+    pool = WorkerPool(RunConfig(**FAST, device="cuda", gpus_per_worker=0.5), resolve_detector(), resolve_actions())
+    try:
+        assert pool.plan.num_gpus == 0.5 and pool.plan.workers == 2 * int(ray.cluster_resources()["GPU"])
+        pool.wait_ready()
+        described = ray.get([a.describe.remote() for a in pool.actors], timeout=300)
+        assert all(d["device"].startswith("cuda") and len(d["gpu_ids"]) == 1 for d in described)
+        path = samples_dir / "bikes.mp4"
+        job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
+                       str(tmp_path), "r", "h")
+        result = pool.process(job)
+        assert result.status == "ok" and len(result.gpu_ids) == 1 and result.node_id
     finally:
         pool.shutdown()

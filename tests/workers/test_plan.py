@@ -1,0 +1,51 @@
+"""Pool sizing from the cluster's nodes: a pure function, no Ray needed."""
+
+import pytest
+
+from pipeline.config import RunConfig
+from pipeline.errors import ConfigError
+from workers.pool import NodeResources, WorkerPlan, plan_workers
+
+
+def _nodes(*spec: tuple[float, float]) -> list[NodeResources]:
+    return [NodeResources(f"n{i}", cpus, gpus) for i, (cpus, gpus) in enumerate(spec)]
+
+
+@pytest.mark.parametrize("config, nodes, expected", [
+    # one 2-core machine: one actor with both cores
+    (RunConfig(), _nodes((2, 0)), WorkerPlan(1, 2.0, 0.0, 2, "cpu")),
+    # more actors than cores: fractions of a CPU
+    (RunConfig(workers=3), _nodes((2, 0)), WorkerPlan(3, 2 / 3, 0.0, 1, "cpu")),
+    # a 16-core node: one actor per 4 cores
+    (RunConfig(), _nodes((16, 0)), WorkerPlan(4, 4.0, 0.0, 4, "cpu")),
+    # a head without CPUs and two 1-CPU workers: one actor per worker node, each fits its node
+    (RunConfig(), _nodes((0, 0), (1, 0), (1, 0)), WorkerPlan(2, 1.0, 0.0, 1, "cpu")),
+    # uneven nodes: every actor's share fits the smallest node
+    (RunConfig(), _nodes((1, 0), (8, 0)), WorkerPlan(3, 1.0, 0.0, 1, "cpu")),
+    (RunConfig(workers=2), _nodes((1, 0), (1, 0), (1, 0)), WorkerPlan(2, 1.0, 0.0, 1, "cpu")),
+    # GPUs: one actor per GPU by default, auto picks CUDA where the cluster has GPUs
+    (RunConfig(), _nodes((8, 2)), WorkerPlan(2, 1.0, 1.0, 2, "cuda")),
+    (RunConfig(device="cuda:0"), _nodes((8, 1)), WorkerPlan(1, 1.0, 1.0, 2, "cuda:0")),
+    # fractions share a GPU: 0.5 → two actors per GPU, 0.25 → four
+    (RunConfig(gpus_per_worker=0.5), _nodes((8, 2)), WorkerPlan(4, 1.0, 0.5, 2, "cuda")),
+    (RunConfig(gpus_per_worker=0.25), _nodes((8, 1), (8, 1)), WorkerPlan(8, 1.0, 0.25, 2, "cuda")),
+    # a mixed cluster: only the GPU nodes count, CPU-only nodes get no GPU actor (Ray places by num_gpus)
+    (RunConfig(), _nodes((4, 0), (16, 0), (8, 1), (8, 4)), WorkerPlan(5, 1.0, 1.0, 2, "cuda")),
+    # device cpu on a GPU cluster: CPU actors everywhere
+    (RunConfig(device="cpu"), _nodes((4, 0), (8, 1)), WorkerPlan(3, 4.0, 0.0, 4, "cpu")),
+    # a GPU node short of CPUs: each GPU actor reserves what the node can give
+    (RunConfig(gpus_per_worker=0.25), _nodes((2, 1)), WorkerPlan(4, 0.5, 0.25, 2, "cuda")),
+    # more workers than GPUs: they share
+    (RunConfig(device="cuda", workers=4), _nodes((8, 2)), WorkerPlan(4, 1.0, 0.5, 2, "cuda")),
+    # no GPU yet but an explicit count: the actors wait for the autoscaler's GPU nodes
+    (RunConfig(device="cuda", workers=2), _nodes((2, 0)), WorkerPlan(2, 1.0, 1.0, 2, "cuda")),
+])
+def test_plan_follows_the_cluster_s_nodes(config, nodes, expected):
+    assert plan_workers(config, nodes) == expected
+
+
+def test_plan_refuses_what_the_cluster_cannot_run():
+    with pytest.raises(ConfigError, match="needs a GPU, but the Ray cluster has none"):
+        plan_workers(RunConfig(device="cuda"), _nodes((2, 0)))
+    with pytest.raises(ConfigError, match="no node with a CPU"):
+        plan_workers(RunConfig(device="cpu"), _nodes((0, 0)))
