@@ -90,8 +90,13 @@ def set_storage_options(options: dict[str, Any] | str | None) -> None:
     if options is None:
         return
     text = options if isinstance(options, str) else json.dumps(options)
+    try:
+        valid = isinstance(json.loads(text), dict)
+    except json.JSONDecodeError as exc:  # the message never echoes the text: it may hold a secret
+        raise ConfigError(f"--storage-options is not valid JSON (at character {exc.pos})") from None
+    if not valid:
+        raise ConfigError("--storage-options must be a JSON object")
     os.environ[STORAGE_OPTIONS_ENV] = text
-    storage_options()  # validate now, with a message that does not echo the text
 
 
 def filesystem(url: str) -> tuple[Any, str]:

@@ -17,19 +17,17 @@ from tests.objectstore import SECRET
 
 def test_redact_blanks_secrets_from_the_environment_and_the_options(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "envsecret123")
+    monkeypatch.delenv(storage.STORAGE_OPTIONS_ENV, raising=False)  # restored to absent after the test
     storage.set_storage_options({"key": "AKIA-public", "secret": "optsecret456", "client_kwargs": {"region_name": "eu"}})
-    try:
-        text = storage.redact("failed with envsecret123 and optsecret456 for AKIA-public in eu")
-        assert text == "failed with *** and *** for *** in eu"  # access key ids too: conservative
-    finally:
-        monkeypatch.delenv(storage.STORAGE_OPTIONS_ENV)
+    text = storage.redact("failed with envsecret123 and optsecret456 for AKIA-public in eu")
+    assert text == "failed with *** and *** for *** in eu"  # access key ids too: conservative
 
 
 def test_bad_storage_options_fail_as_config_errors_without_echoing_them(monkeypatch):
+    monkeypatch.delenv(storage.STORAGE_OPTIONS_ENV, raising=False)
     with pytest.raises(ConfigError) as info:
         storage.set_storage_options('{"secret": "s3cr3t-value",')
-    assert "s3cr3t-value" not in str(info.value)
-    monkeypatch.delenv(storage.STORAGE_OPTIONS_ENV, raising=False)
+    assert "s3cr3t-value" not in str(info.value) and storage.STORAGE_OPTIONS_ENV not in os.environ
     with pytest.raises(ConfigError, match="unknown storage protocol"):
         storage.filesystem("nosuchproto://bucket/x")
     pytest.importorskip("fsspec")
