@@ -11,7 +11,6 @@ import socket
 
 import ray
 
-from pipeline.actions import ActionModel
 from pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
 from pipeline.config import RunConfig
 from pipeline.detect import Detector
@@ -43,11 +42,14 @@ class VideoWorker:
 
     def __init__(self, config: dict, detector_path: str, actions_path: str, num_threads: int,
                  progress_name: str | None = None) -> None:
-        import torch
+        import torch  # here, not at the top: the driver imports this module and never needs torch
+
+        from pipeline.actions import ActionModel
 
         torch.set_num_threads(max(1, num_threads))
         self.config = RunConfig.from_mapping(config)
-        detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device)
+        detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device,
+                            runtime=self.config.runtime, threads=max(1, num_threads))
         self.analyzer = VideoAnalyzer(self.config, detector, ActionModel.load(actions_path))
         # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
         self.progress = ray.get_actor(progress_name) if progress_name else None
@@ -55,7 +57,8 @@ class VideoWorker:
         self.name = f"{socket.gethostname()}:{context.get_node_id()[:8]}/{context.get_actor_id()[:8]}:pid{os.getpid()}"
 
     def describe(self) -> dict:
-        return {"worker": self.name, "device": self.analyzer.detector.device, "classes": self.analyzer.detector.names}
+        detector = self.analyzer.detector
+        return {"worker": self.name, "device": detector.device, "runtime": detector.runtime, "classes": detector.names}
 
     def process(self, job: ShardJob) -> ShardResult:
         report = (lambda n: self.progress.add.remote(n)) if self.progress is not None else None
