@@ -3,11 +3,16 @@
     python bench/run.py [--imgsz 640] [--long-seconds 20] [--out bench/RESULTS.md]
 
 Runs, one after another, each in its own process (peak RSS is the whole process tree's):
-1. naive: ``YOLO(w).track(video, stream=True, imgsz, tracker="bytetrack.yaml")`` over every frame;
-2. videolake at equal work: ``videolake run --analysis-fps 0`` (Prefect + Ray included);
+1. naive: ``YOLO(w).track(video, stream=True, imgsz, conf, tracker="bytetrack.yaml")`` over every frame;
+2. videolake at equal work: ``videolake run --analysis-fps 0`` (Prefect + Ray included), then the
+   same command again (an empty incremental run);
 3. videolake with its defaults;
-4. the inference-only ceiling: the same model and batch size fed pre-decoded, pre-letterboxed frames.
+4. the inference-only ceiling: the same model, runtime and batch size fed pre-decoded, pre-letterboxed frames;
+5. peak RSS against video length: defaults at imgsz 320 and 1 fps on a 1-minute and a 10-minute video.
 Prints a table with the ratios and box F1 of (2) against (1), and writes it to ``--out``.
+
+Both sides run at the same confidence threshold (``--conf``, videolake's default 0.25): ``model.track``
+otherwise lowers it to 0.1 for its tracker, and then returns different boxes (that was the F1 of 0.737).
 """
 
 from __future__ import annotations
@@ -51,13 +56,13 @@ def _peak_rss(proc: subprocess.Popen) -> tuple[int, float, str]:
 NAIVE = r"""
 import json, sys, time
 from ultralytics import YOLO
-weights, imgsz, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-videos = sys.argv[4:]
+weights, imgsz, conf, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+videos = sys.argv[5:]
 model = YOLO(weights)
 rows, frames, t0 = [], 0, time.perf_counter()
 for video in videos:
     for i, r in enumerate(model.track(video, stream=True, imgsz=imgsz, tracker="bytetrack.yaml", verbose=False, persist=False,
-                                           agnostic_nms=True)):
+                                      agnostic_nms=True, conf=conf)):
         frames += 1
         b = r.boxes
         for box, cls in zip(b.xyxy.tolist(), b.cls.tolist()):
@@ -68,12 +73,12 @@ json.dump({"frames": frames, "wall_s": wall, "rows": rows}, open(out, "w"))
 
 CEILING = r"""
 import json, sys, time, av, numpy as np, torch
-from ultralytics import YOLO
 from ultralytics.data.augment import LetterBox
-weights, imgsz, batch, video = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-model = YOLO(weights)
-model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=imgsz, verbose=False)  # load and fuse
-net = model.predictor.model
+from pipeline.detect import Detector
+weights, imgsz, batch, video, runtime, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[6], int(sys.argv[7])
+torch.set_num_threads(threads)
+detector = Detector(weights, imgsz=imgsz, runtime=runtime, threads=threads)  # loads, exports (cached) and warms up
+net = detector.model.predictor.model
 frames = []
 with av.open(video) as c:
     for f in c.decode(video=0):
@@ -89,8 +94,14 @@ with torch.inference_mode():
     for i in range(0, len(x), batch):
         net(x[i:i + batch])
     wall = time.perf_counter() - t0
-json.dump({"frames": len(x), "wall_s": wall}, open(sys.argv[5], "w"))
+json.dump({"frames": len(x), "wall_s": wall, "runtime": detector.runtime, "input_shape": list(x.shape[1:])}, open(sys.argv[5], "w"))
 """
+
+
+def _note(label: str, result: dict) -> None:
+    """One line per run as it finishes, so a long benchmark shows its figures early."""
+    shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items() if k != "out"}
+    print(f"[{time.strftime('%H:%M:%S')}] {label}: {shown}", file=sys.stderr, flush=True)
 
 
 def _videolake(videos: list[str], lake: Path, extra: list[str]) -> dict:
@@ -105,7 +116,9 @@ def _videolake(videos: list[str], lake: Path, extra: list[str]) -> dict:
     from pipeline.query import run_sql
 
     shard_wall = run_sql(lake, "SELECT sum(wall_s) AS s FROM shards").column("s")[0].as_py() or 0.0
-    return {"frames": frames, "wall_s": wall, "rss_gib": peak, "startup_s": max(0.0, wall - shard_wall), "out": out}
+    result = {"frames": frames, "wall_s": wall, "rss_gib": peak, "startup_s": max(0.0, wall - shard_wall), "out": out}
+    _note(f"videolake {' '.join(extra)} → {lake.name}", result)
+    return result
 
 
 def _f1(naive_rows: list, lake: Path, videos: list[str]) -> float:
@@ -155,6 +168,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold of both the naive loop and videolake")
+    parser.add_argument("--runtime", default="auto", help="videolake's detector runtime: auto, onnx or torch")
+    parser.add_argument("--no-rss-check", action="store_true", help="skip run 5 (1-minute vs 10-minute video)")
     parser.add_argument("--long-seconds", type=float, default=20.0, help="length of the generated 640x360 video")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
@@ -175,7 +191,7 @@ def main() -> None:
 
     naive_json = work / "naive.json"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", NAIVE, weights, str(args.imgsz), str(naive_json), *videos],
+    proc = subprocess.Popen([sys.executable, "-c", NAIVE, weights, str(args.imgsz), str(args.conf), str(naive_json), *videos],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     rc, peak, out = _peak_rss(proc)
     if rc != 0:
@@ -183,21 +199,34 @@ def main() -> None:
     naive = json.loads(naive_json.read_text())
     results["1 naive Ultralytics track loop"] = {"frames": naive["frames"], "wall_s": time.perf_counter() - t0,
                                                  "rss_gib": peak, "startup_s": None}
+    _note("naive", results["1 naive Ultralytics track loop"])
 
-    equal = _videolake(videos, work / "lake_equal", ["--analysis-fps", "0", "--imgsz", str(args.imgsz),
-                                                     "--batch", str(args.batch), "--shard-seconds", "0"])
+    equal_args = ["--analysis-fps", "0", "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--shard-seconds", "0",
+                  "--conf", str(args.conf), "--runtime", args.runtime]
+    equal = _videolake(videos, work / "lake_equal", equal_args)
     results["2 videolake, every frame"] = equal
-    results["3 videolake, defaults"] = _videolake(videos, work / "lake_defaults", [])
+    empty = _videolake(videos, work / "lake_equal", equal_args)
+    results["3 videolake, defaults"] = _videolake(videos, work / "lake_defaults", ["--runtime", args.runtime])
 
     ceiling_json = work / "ceiling.json"
     longest = max(videos, key=lambda v: probe(v).duration_s)
+    threads = str(os.cpu_count() or 1)  # what one actor gets on this machine (workers/pool.py: plan_workers)
     proc = subprocess.Popen([sys.executable, "-c", CEILING, weights, str(args.imgsz), str(args.batch), longest,
-                             str(ceiling_json)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             str(ceiling_json), args.runtime, threads], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT)
     rc, peak, out = _peak_rss(proc)
     if rc != 0:
         raise SystemExit(f"ceiling failed:\n{out[-3000:]}")
     ceiling = json.loads(ceiling_json.read_text())
     results["4 inference only (ceiling)"] = {**ceiling, "rss_gib": peak, "startup_s": None}
+    _note("ceiling", results["4 inference only (ceiling)"])
+
+    rss = {}
+    if not args.no_rss_check:
+        for minutes in (1, 10):
+            asset = looped_video(work / f"rss_{minutes}min.mp4", 60.0 * minutes)
+            rss[minutes] = _videolake([str(asset.path)], work / f"lake_rss_{minutes}", [
+                "--imgsz", "320", "--analysis-fps", "1", "--runtime", args.runtime])
 
     f1 = _f1(naive["rows"], work / "lake_equal", videos)
     fps = {k: v["frames"] / v["wall_s"] for k, v in results.items()}
@@ -206,7 +235,9 @@ def main() -> None:
         "# Benchmark results\n",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"{platform.python_version()}; imgsz {args.imgsz}, batch {args.batch}; videos: {len(videos)} "
-        f"({video_s:.1f} s of video: the three samples and a {args.long_seconds:.0f} s loop of bikes.mp4, 640x272).\n",
+        f"({video_s:.1f} s of video: the three samples and a {args.long_seconds:.0f} s loop of bikes.mp4, 640x272); "
+        f"conf {args.conf} on both sides; videolake detector runtime {args.runtime} (ceiling ran {ceiling['runtime']}, "
+        f"input {ceiling['input_shape']}); load average at the end {os.getloadavg()[0]:.1f} (the machine is shared).\n",
         "| run | frames | wall s | frames/s | video-s per wall-s | peak RSS GiB | start-up s |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -222,10 +253,18 @@ def main() -> None:
         f"**{video_s / results[names[2]]['wall_s']:.2f}** (target ≥ 1.0)",
         f"- (2)/(4) frames/s: **{fps[names[1]] / fps[names[3]]:.2f}** (target ≥ 0.85)",
         f"- detection agreement of (2) against (1): box F1 at IoU 0.5, by class and frame: **{f1:.3f}** (target ≥ 0.97)",
-        "- start-up: command start to first frame analysed, estimated as wall time minus the shards' own wall time",
+        "- start-up: command start to first frame analysed, estimated as wall time minus the shards' own wall time "
+        "(target < 10 s)",
+        f"- empty incremental run (the command of (2) again on its lake): **{empty['wall_s']:.1f} s** (target < 5 s)",
         "- the naive loop runs with `agnostic_nms=True`, as videolake does for detectors whose classes are all states "
-        "of a person (the default `Normal`/`Fall` detector); F1 compares tracked boxes, the only ones `model.track` returns",
+        "of a person (the default `Normal`/`Fall` detector), and with videolake's `conf`; F1 compares tracked boxes, "
+        "the only ones `model.track` returns",
     ]
+    if rss:
+        a, b = rss[1]["rss_gib"], rss[10]["rss_gib"]
+        lines.append(f"- peak RSS of the process tree, defaults at imgsz 320 and 1 fps: 1-minute video {a:.2f} GiB "
+                     f"({rss[1]['frames']} frames), 10-minute video {b:.2f} GiB ({rss[10]['frames']} frames): "
+                     f"**{100 * (b - a) / a:+.1f} %** (target within 10 %)")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.write_text(text)

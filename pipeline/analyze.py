@@ -16,12 +16,11 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.actions import ActionModel
 from pipeline.clips import ClipAccumulator, ClipRow
 from pipeline.config import RunConfig
 from pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
@@ -31,6 +30,9 @@ from pipeline.features import is_fall_class, person_class_ids
 from pipeline.lake import ParquetSink, table_path, write_table
 from pipeline.shards import SHARD_TRACK_STRIDE, Shard
 from pipeline.track import Tracker
+
+if TYPE_CHECKING:  # torch loads only where a model runs (the Ray actor), not in the driver
+    from pipeline.actions import ActionModel
 
 __all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "prefetch", "error_kind"]
 
@@ -132,7 +134,8 @@ class VideoAnalyzer:
                 clip_counts.update(r.action for r in owned)
                 clip_sink.write(_clip_columns(owned, job, id_offset))
 
-            for batch in prefetch(_batched((f for f in frames if f.t_s >= shard.warmup_from_s - 1e-9), cfg.batch), depth=2):
+            size = cfg.batch_for(self.detector.device)
+            for batch in prefetch(_batched((f for f in frames if f.t_s >= shard.warmup_from_s - 1e-9), size), depth=2):
                 detections = self.detector([f.image for f in batch])
                 tracked = []
                 for frame, dets in zip(batch, detections):

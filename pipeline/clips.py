@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.actions import ActionModel
 from pipeline.detect import Detections
 from pipeline.features import N_FEATURES, track_features
+
+if TYPE_CHECKING:  # torch loads only where a model runs, not in the driver
+    from pipeline.actions import ActionModel
 
 __all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator"]
 

@@ -15,12 +15,16 @@ from pipeline.errors import ConfigError
 __all__ = ["RunConfig", "TRACKERS", "VIDEO_EXTENSIONS", "PIPELINE_VERSION", "load_config_file"]
 
 TRACKERS = ("bytetrack", "botsort")
+RUNTIMES = ("auto", "torch", "onnx")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
 # Bump when a change in the pipeline's logic changes results for the same settings and models.
 PIPELINE_VERSION = 1
 
 # Settings that change what lands in the lake (they go into config_hash). The others
-# (device, workers, ray_address, batch, limits) only change where, how fast and what is refused.
+# (device, workers, ray_address, batch, runtime, limits) only change where, how fast and what is
+# refused. The detector's runtime (ONNX Runtime or PyTorch, fp16 on CUDA) moves boxes by fractions
+# of a pixel, as device and batch do, so it is not part of the hash; tests/pipeline/test_detect.py
+# checks that the runtimes agree.
 _RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min_track_frames", "shard_seconds")
 
 
@@ -38,7 +42,8 @@ class RunConfig:
     device: str = "auto"
     workers: int | None = None
     ray_address: str | None = None
-    batch: int = 8
+    batch: int | None = None  # None: 8 on the CPU, 32 on CUDA (see ``batch_for``)
+    runtime: str = "auto"  # detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch, onnx
     gpus_per_worker: float | None = None
     shard_seconds: float = 60.0
     min_track_frames: int = 4
@@ -55,7 +60,8 @@ class RunConfig:
         _check(self.tracker in TRACKERS, f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
         _check(_valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
-        _check(self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _check(self.batch is None or self.batch >= 1, f"batch must be >= 1, got {self.batch}")
+        _check(self.runtime in RUNTIMES, f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         _check(self.gpus_per_worker is None or 0 < self.gpus_per_worker <= 8,
                f"gpus_per_worker must be in (0, 8] (fractions share a GPU), got {self.gpus_per_worker}")
         _check(self.shard_seconds >= 0, f"shard_seconds must be >= 0 (0 = whole video), got {self.shard_seconds}")
@@ -86,6 +92,10 @@ class RunConfig:
         current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         current.update({k.replace("-", "_"): v for k, v in overrides.items() if v is not None})
         return RunConfig.from_mapping(current)
+
+    def batch_for(self, device: str) -> int:
+        """Frames per detector forward pass: ``batch``, else 32 on CUDA and 8 on the CPU."""
+        return self.batch or (32 if device.startswith("cuda") else 8)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}

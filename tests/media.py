@@ -114,9 +114,11 @@ def make_corpus(directory: Path) -> dict[str, MediaAsset]:
     return assets
 
 
-def looped_video(path: Path, seconds: float, fps: float = 25, name: str = "carphone_pristine.mp4") -> MediaAsset:
-    """A long video of real frames: the sample played forwards and backwards until ``seconds``."""
-    frames = real_frames(name, limit=120)
+def looped_video(
+    path: Path, seconds: float, fps: float = 25, name: str = "carphone_pristine.mp4", size: tuple[int, int] | None = None,
+) -> MediaAsset:
+    """A long video of real frames: the sample played forwards and backwards until ``seconds``, optionally resized."""
+    frames = real_frames(name, limit=120, size=size)
     cycle = frames + frames[::-1]
     n = int(seconds * fps)
     return encode(path, [cycle[i % len(cycle)] for i in range(n)], fps=fps)

@@ -79,7 +79,8 @@ def run(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
     workers: Optional[int] = typer.Option(None, help="Ray actors [default: what the cores or GPUs support]."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster [default: RAY_ADDRESS or a local Ray]."),
-    batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8]."),
+    batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8 on CPU, 32 on CUDA]."),
+    runtime: Optional[str] = typer.Option(None, help="Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx [default: auto]."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse quarantined videos (failed before on the same content) again."),
@@ -98,7 +99,7 @@ def run(
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
             conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
-            gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds,
+            gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime,
         ))
         from pipeline.plan import plan_run
 

@@ -11,7 +11,6 @@ import socket
 
 import ray
 
-from pipeline.actions import ActionModel
 from pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
 from pipeline.config import RunConfig
 from pipeline.detect import Detector
@@ -43,13 +42,16 @@ class VideoWorker:
 
     def __init__(self, config: dict, detector_path: str, actions_path: str, num_threads: int,
                  progress_name: str | None = None, storage_env: dict[str, str] | None = None) -> None:
-        import torch
+        import torch  # here, not at the top: the driver imports this module and never needs torch
+
+        from pipeline.actions import ActionModel
 
         # Bucket endpoint and credentials from the driver, as an argument: never in a runtime env or a log.
         os.environ.update(storage_env or {})
         torch.set_num_threads(max(1, num_threads))
         self.config = RunConfig.from_mapping(config)
-        detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device)
+        detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device,
+                            runtime=self.config.runtime, threads=max(1, num_threads))
         self.analyzer = VideoAnalyzer(self.config, detector, ActionModel.load(actions_path))
         # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
         self.progress = ray.get_actor(progress_name) if progress_name else None
@@ -60,8 +62,9 @@ class VideoWorker:
         self.name = f"{socket.gethostname()}:{self.node_id[:8]}/{context.get_actor_id()[:8]}:pid{os.getpid()}"
 
     def describe(self) -> dict:
+        detector = self.analyzer.detector
         return {"worker": self.name, "node_id": self.node_id, "node_ip": self.node_ip, "gpu_ids": self.gpu_ids,
-                "device": self.analyzer.detector.device, "classes": self.analyzer.detector.names}
+                "device": detector.device, "runtime": detector.runtime, "classes": detector.names}
 
     def process(self, job: ShardJob) -> ShardResult:
         report = (lambda n: self.progress.add.remote(n)) if self.progress is not None else None

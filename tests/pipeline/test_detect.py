@@ -1,8 +1,13 @@
+import logging
+import time
+
 import numpy as np
 import pytest
 
-from pipeline.detect import Detections, Detector
-from pipeline.models import default_detector_path
+from pipeline.config import RunConfig
+from pipeline.detect import Detections, Detector, resolve_runtime
+from pipeline.errors import ConfigError
+from pipeline.models import default_detector_path, exported_detector
 from tests.media import real_frames
 
 
@@ -20,6 +25,19 @@ def test_detections_validate_shapes_with_expected_and_actual():
 @pytest.fixture(scope="module")
 def detector():
     return Detector(str(default_detector_path()), imgsz=320, conf=0.25, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def torch_detector():
+    return Detector(str(default_detector_path()), imgsz=320, conf=0.25, device="cpu", runtime="torch")
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of boxes a (n, 4) and b (m, 4)."""
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
 def test_default_detector_finds_the_person_in_carphone_in_original_pixels(detector):
@@ -45,6 +63,74 @@ def test_from_ultralytics_matches_the_raw_boxes(detector):
     assert d.tracker_id.tolist() == [-1] * len(d)
 
 
+def test_cpu_default_runs_onnx_runtime_and_agrees_with_pytorch_on_real_frames(detector, torch_detector):
+    assert detector.runtime == "onnx" and torch_detector.runtime == "torch"
+    frames = real_frames("carphone_pristine.mp4", limit=16)[::2] + real_frames("bikes.mp4", limit=120)[60::8]
+    compared = 0
+    for a, b in zip(detector(frames), torch_detector(frames)):
+        assert len(a) == len(b)
+        if len(a):
+            iou = _box_iou(a.xyxy, b.xyxy)
+            assert (iou.max(axis=1) >= 0.9).all(), iou
+            np.testing.assert_array_equal(a.class_id, b.class_id[iou.argmax(axis=1)])
+            np.testing.assert_allclose(a.confidence, b.confidence[iou.argmax(axis=1)], atol=0.02)
+            compared += len(a)
+    assert compared >= 8
+
+
+def test_onnx_letterbox_is_rectangular_at_the_videos_aspect(detector):
+    frame = real_frames("bikes.mp4", limit=1)[0]
+    assert frame.shape == (272, 640, 3)
+    for imgsz, shape in ((320, (1, 3, 160, 320)), (640, (1, 3, 288, 640))):
+        detector.model.predictor.imgsz = (imgsz, imgsz)
+        assert tuple(detector.model.predictor.preprocess([frame]).shape) == shape  # not imgsz x imgsz
+    detector.model.predictor.imgsz = (320, 320)
+
+
+def test_onnx_runtime_threads_follow_the_workers_share():
+    one = Detector(str(default_detector_path()), imgsz=320, runtime="onnx", threads=1)
+    assert one.model.predictor.model.backend.session.get_session_options().intra_op_num_threads == 1
+    assert len(one(real_frames("carphone_pristine.mp4", limit=2))) == 2
+
+
+def test_export_is_cached_by_weights_and_imgsz_and_written_whole(tmp_path):
+    weights = str(default_detector_path())
+    first = exported_detector(weights, 320, cache=tmp_path)
+    assert first.suffix == ".onnx" and first.stat().st_size > 1_000_000 and "-320-" in first.name
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary folder left behind
+    mtime = first.stat().st_mtime_ns
+    started = time.perf_counter()
+    assert exported_detector(weights, 320, cache=tmp_path) == first  # a hit: nothing exported again
+    assert time.perf_counter() - started < 1.0 and first.stat().st_mtime_ns == mtime
+
+
+def test_failed_export_falls_back_to_pytorch_with_a_warning(tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")  # the export cannot be written
+    monkeypatch.setenv("VIDEOLAKE_CACHE", str(blocked))
+    with caplog.at_level(logging.WARNING, logger="pipeline.detect"):
+        d = Detector(str(default_detector_path()), imgsz=320, runtime="onnx")
+    assert d.runtime == "torch" and "running the detector in PyTorch instead" in caplog.text
+    assert len(d(real_frames("carphone_pristine.mp4", limit=1))[0]) == 1
+
+
+@pytest.mark.parametrize("runtime, device, weights, expected", [
+    ("auto", "cpu", "best.pt", "onnx"), ("auto", "cuda", "best.pt", "torch"), ("auto", "cuda:1", "best.pt", "torch"),
+    ("torch", "cpu", "best.pt", "torch"), ("onnx", "cpu", "best.pt", "onnx"), ("auto", "cpu", "mine.onnx", "onnx"),
+    ("torch", "cpu", "mine.onnx", "onnx"), ("auto", "cpu", "mine.engine", "torch"),
+])
+def test_runtime_resolution(runtime, device, weights, expected):
+    assert resolve_runtime(runtime, device, weights) == expected
+
+
+def test_bad_runtime_and_batch_defaults():
+    with pytest.raises(ConfigError, match="runtime must be one of auto, torch, onnx, got 'tensorrt'"):
+        RunConfig(runtime="tensorrt")
+    assert RunConfig().batch_for("cpu") == 8 and RunConfig().batch_for("cuda:0") == 32
+    assert RunConfig(batch=4).batch_for("cuda") == 4
+    assert RunConfig().config_hash("a", "b") == RunConfig(runtime="torch", batch=2).config_hash("a", "b")
+
+
 def test_bad_weights_are_a_model_error(tmp_path):
     from pipeline.errors import ModelError
 
@@ -59,7 +145,23 @@ def test_cuda_detector_runs_in_half_precision_and_agrees_with_cpu():
     frames = real_frames("carphone_pristine.mp4", limit=4)
     gpu = Detector(str(default_detector_path()), imgsz=320, device="cuda")
     cpu = Detector(str(default_detector_path()), imgsz=320, device="cpu")
-    assert gpu.half
+    assert gpu.half and gpu.runtime == "torch"
+    assert next(gpu.model.predictor.model.parameters()).dtype.is_floating_point
+    assert gpu.model.predictor.model.fp16
     for a, b in zip(gpu(frames), cpu(frames)):
         assert len(a) == len(b)
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=3.0)
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.parametrize("batch", [1, 8, 32])
+def test_cuda_batched_fp16_forward_passes_agree_with_single_frames(batch):
+    frames = real_frames("bikes.mp4", limit=120, size=(640, 360))[::120 // batch][:batch]
+    gpu = Detector(str(default_detector_path()), imgsz=640, device="cuda")
+    batched = gpu(frames)
+    assert len(batched) == batch
+    for frame, together in zip(frames, batched):
+        alone = gpu([frame])[0]
+        assert len(alone) == len(together)
+        if len(alone):
+            assert (_box_iou(alone.xyxy, together.xyxy).max(axis=1) >= 0.9).all()
