@@ -1,6 +1,6 @@
 """Real S3-compatible servers on loopback for the bucket tests: moto's server, and a flaky proxy.
 
-``python tests/objectstore.py proxy UPSTREAM PORT FAIL_EVERY`` runs the proxy on its own: it
+``python tests/objectstore.py proxy UPSTREAM FAIL_EVERY PORT`` runs the proxy on its own: it
 forwards every request to UPSTREAM, except every FAIL_EVERY-th, which gets an S3 error
 (503 SlowDown and 500 InternalError, alternately) after its body was read. ``GET /_flaky``
 returns how many requests were forwarded and failed.
@@ -20,7 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 SECRET = "vl-SECRET-d41d8cd98f00b204e9800998ecf8427e"  # the secret access key every bucket test uses
@@ -59,29 +59,23 @@ def _wait_http(url: str, process: subprocess.Popen, timeout_s: float = 30) -> No
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[Server]:
+def _server(command: Callable[[int], list[str]], health_path: str) -> Iterator[Server]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, *command(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = Server(f"http://127.0.0.1:{port}", process)
     try:
-        _wait_http(server.url + "/moto-api/", process)
+        _wait_http(server.url + health_path, process)
         yield server
     finally:
         server.stop()
 
 
-@contextlib.contextmanager
-def flaky_proxy(upstream: str, fail_every: int) -> Iterator[Server]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "proxy", upstream, str(port), str(fail_every)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = Server(f"http://127.0.0.1:{port}", process)
-    try:
-        _wait_http(server.url + "/_flaky", process)
-        yield server
-    finally:
-        server.stop()
+def moto_server() -> contextlib.AbstractContextManager[Server]:
+    return _server(lambda port: ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], "/moto-api/")
+
+
+def flaky_proxy(upstream: str, fail_every: int) -> contextlib.AbstractContextManager[Server]:
+    return _server(lambda port: [os.path.abspath(__file__), "proxy", upstream, str(fail_every), str(port)], "/_flaky")
 
 
 def proxy_stats(proxy: Server) -> dict[str, int]:
@@ -162,4 +156,4 @@ def _serve_proxy(upstream: str, port: int, fail_every: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "proxy":
-        _serve_proxy(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        _serve_proxy(sys.argv[2], int(sys.argv[4]), int(sys.argv[3]))  # upstream, fail_every, port

@@ -103,3 +103,19 @@ def _write_run(lake: Path) -> None:
 def class_counts(labels_csv: Path) -> dict[str, int]:
     actions = pcsv.read_csv(labels_csv).column("action").to_pylist()
     return {a: int(n) for a, n in zip(*np.unique(actions, return_counts=True))}
+
+
+def write_sharded_video(lake, video_id: str, n_shards: int, finished: bool = True, frames_per_shard: int = 10) -> None:
+    """One video's per-shard detections and ledger rows (config ``h``, content ``c``), as a run commits
+    them; ``finished`` adds the track map and the videos row that a finished video gets."""
+    kw = dict(config_hash="h", video_id=video_id, content_key="c")
+    for shard in range(n_shards):
+        rows = [{"video_id": video_id, "content_key": "c", "shard_index": shard, "frame_index": shard * frames_per_shard + i,
+                 "t_s": shard + i / frames_per_shard, "track_id": 1, "class_id": 0, "class_name": "Normal", "confidence": 0.9,
+                 "x1": 0, "y1": 0, "x2": 1, "y2": 1, "run_id": "r"} for i in range(frames_per_shard)]
+        write_table(table_path(lake, "detections", shard_key=f"s{shard}", **kw), "detections", rows)
+        write_table(table_path(lake, "ledger", shard_key=f"s{shard}", **kw), "ledger",
+                    [{"video_id": video_id, "content_key": "c", "shard_index": shard}])
+    if finished:
+        write_table(table_path(lake, "track_map", **kw), "track_map", [])
+        write_table(table_path(lake, "videos", **kw), "videos", [{"video_id": video_id, "content_key": "c", "status": "ok"}])

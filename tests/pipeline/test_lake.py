@@ -71,19 +71,10 @@ def test_unwritable_lake_fails_early_naming_the_path(tmp_path):
 def test_compaction_merges_finished_videos_files_without_changing_query_results(tmp_path):
     from pipeline.compact import compact, lake_files
     from pipeline.query import run_sql
+    from tests.synthetic_lake import write_sharded_video
 
-    for v in range(3):
-        kw = dict(config_hash="h", video_id=f"v{v}", content_key="c")
-        for shard in range(4):
-            rows = [{"video_id": f"v{v}", "content_key": "c", "shard_index": shard, "frame_index": shard * 10 + i,
-                     "t_s": shard + i / 10, "track_id": 1, "class_id": 0, "class_name": "Normal", "confidence": 0.9,
-                     "x1": 0, "y1": 0, "x2": 1, "y2": 1, "run_id": "r"} for i in range(10)]
-            write_table(table_path(tmp_path, "detections", shard_key=f"s{shard}", **kw), "detections", rows)
-            write_table(table_path(tmp_path, "ledger", shard_key=f"s{shard}", **kw), "ledger",
-                        [{"video_id": f"v{v}", "content_key": "c", "shard_index": shard}])
-        if v < 2:  # v2 is still being analysed: its shard files must stay for the stitch step
-            write_table(table_path(tmp_path, "track_map", **kw), "track_map", [])
-            write_table(table_path(tmp_path, "videos", **kw), "videos", [{"video_id": f"v{v}", "content_key": "c", "status": "ok"}])
+    for v in range(3):  # v2 is still being analysed: its shard files must stay for the stitch step
+        write_sharded_video(tmp_path, f"v{v}", n_shards=4, finished=v < 2)
     query = "SELECT video_id, count(*) AS n, sum(frame_index) AS f FROM all_detections GROUP BY 1 ORDER BY 1"
     before = run_sql(tmp_path, query).to_pylist()
     report = compact(tmp_path)

@@ -99,23 +99,14 @@ def test_a_video_streams_from_the_bucket_without_a_local_copy(s3, samples_dir):
 
 def test_compaction_on_a_bucket_lake_keeps_query_results(s3):
     from pipeline.compact import compact, lake_files
-    from pipeline.lake import write_table
     from pipeline.query import run_sql
+    from tests.synthetic_lake import write_sharded_video
 
     bucket = f"{s3.prefix}-lake"
     s3.mkdir(bucket)
     lake = f"s3://{bucket}/lake"
     for v in range(2):
-        kw = dict(config_hash="h", video_id=f"v{v}", content_key="c")
-        for shard in range(3):
-            rows = [{"video_id": f"v{v}", "content_key": "c", "shard_index": shard, "frame_index": shard * 10 + i,
-                     "t_s": shard + i / 10, "track_id": 1, "class_id": 0, "class_name": "Normal", "confidence": 0.9,
-                     "x1": 0, "y1": 0, "x2": 1, "y2": 1, "run_id": "r"} for i in range(10)]
-            write_table(table_path(lake, "detections", shard_key=f"s{shard}", **kw), "detections", rows)
-            write_table(table_path(lake, "ledger", shard_key=f"s{shard}", **kw), "ledger",
-                        [{"video_id": f"v{v}", "content_key": "c", "shard_index": shard}])
-        write_table(table_path(lake, "track_map", **kw), "track_map", [])
-        write_table(table_path(lake, "videos", **kw), "videos", [{"video_id": f"v{v}", "content_key": "c", "status": "ok"}])
+        write_sharded_video(lake, f"v{v}", n_shards=3)
     query = "SELECT video_id, count(*) AS n, sum(frame_index) AS f FROM detections GROUP BY 1 ORDER BY 1"
     before = run_sql(lake, query).to_pylist()
     assert before == [{"video_id": "v0", "n": 30, "f": 435}, {"video_id": "v1", "n": 30, "f": 435}]
