@@ -137,7 +137,7 @@ import json, ray
 from pipeline.config import RunConfig
 from workers.pool import actor_resources, cluster_nodes, plan_workers
 
-ray.init(logging_level="ERROR")  # RAY_ADDRESS from the environment
+ray.init(logging_level="ERROR", log_to_driver=False)  # RAY_ADDRESS from the environment; workers' prints stay in their logs
 
 
 @ray.remote
@@ -187,7 +187,7 @@ from pipeline.config import RunConfig
 from pipeline.models import resolve_actions, resolve_detector
 from workers.pool import WorkerPool
 
-ray.init(logging_level="ERROR")  # RAY_ADDRESS from the environment
+ray.init(logging_level="ERROR", log_to_driver=False)  # RAY_ADDRESS from the environment; workers' prints stay in their logs
 pool = WorkerPool(RunConfig(imgsz=320, analysis_fps=4.0, device="cpu"), resolve_detector(), resolve_actions())
 deadline = time.time() + 240
 while len(pool.ready()) < len(pool.actors) and time.time() < deadline:
@@ -208,7 +208,9 @@ def test_the_pool_grows_when_a_node_joins_the_cluster(local_cluster, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     node = None
     try:
-        before = json.loads(script.stdout.readline())
+        line = script.stdout.readline()
+        assert line.startswith("{"), f"the pool script printed {line!r}: {script.stderr.read()[-3000:]}"
+        before = json.loads(line)
         assert before == {"actors": 2, "ready": 2}  # one actor per 1-CPU worker node
         # What an autoscaler does: a third worker node joins (1 CPU, agent ports after the script's nodes).
         port = int(local_cluster["env"]["VIDEOLAKE_RAY_PORT"])
