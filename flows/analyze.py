@@ -8,10 +8,9 @@ rerun after a crash (or a scheduled rerun) processes only what is missing.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -21,6 +20,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import RunProgress
+from flows.server import prefect_api_in_background
 from pipeline.analyze import ShardJob, ShardResult, error_kind
 from pipeline.compact import compact, small_file_count
 from pipeline.config import RunConfig
@@ -28,13 +28,13 @@ from pipeline.decode import VideoInfo, probe
 from pipeline.errors import StorageError, VideolakeError
 from pipeline.lake import table_path, write_table
 from pipeline.ledger import read_lake_state
-from pipeline.models import action_classes
-from pipeline.plan import plan_run
+from pipeline.plan import RunPlan, plan_run
+from pipeline.runs import RunSummary, triage, write_run_record
 from pipeline.shards import Shard, plan_shards
 from pipeline.sources import VideoSource
-from pipeline.stitch import VideoOutcome, finalize_video
+from pipeline.stitch import finalize_video
 
-__all__ = ["analyze", "RunSummary", "BadVideo"]
+__all__ = ["analyze", "run_analysis", "RunSummary", "BadVideo"]
 
 # Task runs in flight at once: enough to keep every actor busy, bounded for huge listings.
 _MAX_IN_FLIGHT = 64
@@ -53,60 +53,6 @@ class BadVideo(Exception):
 
 def _retry_unless_bad_video(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
     return not isinstance(state.data, BadVideo)
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    lake: str
-    config_hash: str
-    videos_ok: int = 0
-    videos_failed: int = 0
-    videos_done_before: int = 0
-    videos_quarantined: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    quarantined: list[tuple[str, str]] = field(default_factory=list)
-    shards_total: int = 0
-    shards_done_before: int = 0
-    shards_processed: int = 0
-    shards_failed: int = 0
-    frames_analyzed: int = 0
-    n_detections: int = 0
-    n_tracks: int = 0
-    clips_by_action: dict[str, int] = field(default_factory=dict)
-    wall_s: float = 0.0
-    workers: int = 0
-
-    @property
-    def frames_per_s(self) -> float:
-        return self.frames_analyzed / self.wall_s if self.wall_s > 0 else 0.0
-
-    def add(self, outcome: VideoOutcome) -> None:
-        if outcome.status == "ok":
-            self.videos_ok += 1
-        else:
-            self.videos_failed += 1
-            self.failures.append((outcome.uri, outcome.error or "unknown error"))
-        self.frames_analyzed += outcome.frames_analyzed
-        self.n_detections += outcome.n_detections
-        self.n_tracks += outcome.n_tracks
-        self.clips_by_action = dict(Counter(self.clips_by_action) + Counter(outcome.clips_by_action))
-
-    def lines(self) -> list[str]:
-        new = self.videos_ok + self.videos_failed
-        out = [
-            f"run {self.run_id} → {self.lake} (config {self.config_hash})",
-            f"videos: {self.videos_ok} ok, {self.videos_failed} failed; {new} new, {self.videos_done_before} already done"
-            + (f", {self.videos_quarantined} quarantined" if self.videos_quarantined else ""),
-            f"shards: {self.shards_processed} processed, {self.shards_failed} failed, "
-            f"{self.shards_done_before} already done, {self.shards_total} in all",
-            f"frames analysed: {self.frames_analyzed}  detections: {self.n_detections}  tracks: {self.n_tracks}",
-            "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none"),
-            f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",
-        ]
-        out += [f"failed: {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.failures]
-        out += [f"quarantined (use --retry-failed): {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.quarantined]
-        return out
 
 
 @task(name="probe", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
@@ -162,28 +108,19 @@ def analyze(
     plan = plan_run(sources, lake, cfg)
     lake = plan.lake
     run_id = str(flow_run.id or uuid.uuid4())
-    summary = RunSummary(run_id=run_id, lake=lake, config_hash=plan.config_hash)
     state = read_lake_state(lake, plan.config_hash, plan.sources)
-    todo: list[VideoSource] = []
-    for source in plan.sources:
-        reason = state.quarantine_reason(source)
-        if state.is_done(source):
-            summary.videos_done_before += 1
-        elif reason and not retry_failed:
-            summary.videos_quarantined += 1
-            summary.quarantined.append((source.uri, reason))
-        else:
-            todo.append(source)
+    work = triage(plan.sources, state, retry_failed)
+    todo = work.todo
+    summary = RunSummary.start(run_id, plan, work)
     logger.info("%d video(s): %d to analyse, %d already done, %d quarantined", len(plan.sources), len(todo),
                 summary.videos_done_before, summary.videos_quarantined)
     if todo:
         from workers.pool import WorkerPool, ray_session
 
         with ray_session(cfg.ray_address):
-            pool = WorkerPool(cfg, plan.detector, plan.actions)
+            pool = WorkerPool.claim(cfg, plan.detector, plan.actions)  # the one `videolake run` started ahead, if any
             try:
                 summary.workers = pool.plan.workers
-                pool.wait_ready()  # a detector or action model that cannot load stops the run here
                 with RunProgress(len(todo), cfg.analysis_fps, enabled=show_progress) as progress:
                     _fan_out(todo, pool, cfg, plan.config_hash, lake, run_id, state, summary, progress)
             finally:
@@ -192,21 +129,29 @@ def analyze(
         report = compact(lake)
         logger.info("compacted %d small files into %d", report.files_before, report.files_after)
     summary.wall_s = time.perf_counter() - t0
-    write_table(table_path(lake, "runs", run_id=run_id), "runs", [{
-        "run_id": run_id, "started_at": started_at, "finished_at": datetime.now(timezone.utc),
-        "config": json.dumps(cfg.to_dict(), sort_keys=True), "config_hash": plan.config_hash,
-        "detector": plan.detector.name, "detector_sha256": plan.detector.sha256,
-        "action_model": plan.actions.name, "action_model_sha256": plan.actions.sha256,
-        "action_classes": list(action_classes(plan.actions.path)),
-        "videos_ok": summary.videos_ok, "videos_failed": summary.videos_failed,
-        "videos_done_before": summary.videos_done_before, "videos_quarantined": summary.videos_quarantined,
-        "shards_total": summary.shards_total, "shards_done_before": summary.shards_done_before,
-        "shards_processed": summary.shards_processed, "shards_failed": summary.shards_failed,
-        "frames_analyzed": summary.frames_analyzed, "wall_s": summary.wall_s,
-    }])
+    write_run_record(plan, summary, started_at)
     for line in summary.lines():
         logger.info(line)
     return summary
+
+
+def run_analysis(plan: RunPlan, sources: list[str], show_progress: bool = True, retry_failed: bool = False) -> RunSummary:
+    """``videolake run`` with work to do: Prefect's temporary server (where no ``PREFECT_API_URL``
+    names a server), Ray and the workers' models all start at once, then the flow runs on them.
+
+    Started one after the other they cost about 30 s on 2 cores before the first frame.
+    """
+    from workers.pool import WorkerPool, ray_session
+
+    cfg = plan.config
+    with prefect_api_in_background() as wait_for_api, ray_session(cfg.ray_address):
+        WorkerPool.prestart(cfg, plan.detector, plan.actions)
+        try:
+            wait_for_api()
+            return analyze(sources=sources, lake=plan.lake, config=cfg.to_dict(), show_progress=show_progress,
+                           retry_failed=retry_failed)
+        finally:
+            WorkerPool.discard_prestarted()
 
 
 def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: str, run_id: str,  # noqa: ANN001
@@ -216,11 +161,15 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
     probing: list[tuple[_Video, PrefectFuture]] = []
     ready: deque[tuple[_Video, ShardJob]] = deque()
     active: list[_Video] = []
+    pool_ready = False  # probes start while the actors load their models
     while waiting or probing or ready or active:
         window = min(_MAX_IN_FLIGHT, pool.max_in_flight)  # a bounded number per actor; grows with the pool
         in_flight = len(probing) + sum(len(v.running) for v in active)
         while in_flight < window and (ready or waiting):
             if ready:
+                if not pool_ready:
+                    pool.wait_ready()  # a detector or action model that cannot load stops the run here
+                    pool_ready = True
                 video, job = ready.popleft()
                 video.running[job.shard.index] = (job, analyze_shard.submit(job, pool, cfg.shard_timeout_s))
             else:
@@ -229,7 +178,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
             in_flight += 1
         changed = False
         for video, future in list(probing):
-            if not future.state.is_final():
+            if not future.wrapped_future.done():  # the thread pool's own future: no API call
                 continue
             changed = True
             probing.remove((video, future))
@@ -256,7 +205,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
             active.append(video)
         for video in list(active):
             for index, (job, future) in list(video.running.items()):
-                if not future.state.is_final():
+                if not future.wrapped_future.done():  # the thread pool's own future: no API call
                     continue
                 changed = True
                 del video.running[index]

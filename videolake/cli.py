@@ -6,7 +6,10 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, List, Optional, TypeVar
 
@@ -101,14 +104,22 @@ def run(
             conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
             gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime,
         ))
+        from pipeline.ledger import read_lake_state
         from pipeline.plan import plan_run
+        from pipeline.runs import RunSummary, triage, write_run_record
 
-        plan_run(sources, out, cfg, list_sources=False)  # bad sources, models or lake fail here, before Prefect and Ray start
-        _quiet_logs(verbose)
-        from flows.analyze import analyze
+        started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
+        plan = plan_run(sources, out, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
+        work = triage(plan.sources, read_lake_state(plan.lake, plan.config_hash, plan.sources), retry_failed)
+        if work.todo:
+            _quiet_logs(verbose)
+            from flows.analyze import run_analysis
 
-        summary = analyze(sources=list(sources), lake=str(out), config=cfg.to_dict(), show_progress=not quiet,
-                          retry_failed=retry_failed)
+            summary = run_analysis(plan, list(sources), show_progress=not quiet, retry_failed=retry_failed)
+        else:  # nothing new: the run is recorded in the lake, without starting Prefect or Ray
+            summary = RunSummary.start(str(uuid.uuid4()), plan, work)
+            summary.wall_s = time.perf_counter() - t0
+            write_run_record(plan, summary, started_at)
         typer.echo("\n".join(summary.lines()))
 
     _guard(go)

@@ -10,6 +10,7 @@ cluster grows (the autoscaler added nodes). A shard only ever goes to an actor t
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -152,7 +153,13 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 
 class WorkerPool:
-    """``VideoWorker`` actors sized to the cluster; ``process`` blocks until an actor is ready."""
+    """``VideoWorker`` actors sized to the cluster; ``process`` blocks until an actor is ready.
+
+    ``prestart`` starts a pool ahead of the flow that will use it (its actors load their models
+    meanwhile); the flow's ``claim`` with the same settings takes it over, or starts a new one.
+    """
+
+    _prestarted: dict[tuple, WorkerPool] = {}
 
     def __init__(self, config: RunConfig, detector: ModelInfo, actions: ModelInfo) -> None:
         self.config = config
@@ -174,6 +181,28 @@ class WorkerPool:
         self._add_actors(self.plan.workers, self.plan)
         self._watcher = threading.Thread(target=self._watch, name="videolake-pool", daemon=True)
         self._watcher.start()
+
+    @staticmethod
+    def _key(config: RunConfig, detector: ModelInfo, actions: ModelInfo) -> tuple:
+        return json.dumps(config.to_dict(), sort_keys=True, default=str), detector.path, actions.path
+
+    @classmethod
+    def prestart(cls, config: RunConfig, detector: ModelInfo, actions: ModelInfo) -> WorkerPool:
+        pool = cls(config, detector, actions)
+        cls._prestarted[cls._key(config, detector, actions)] = pool
+        return pool
+
+    @classmethod
+    def claim(cls, config: RunConfig, detector: ModelInfo, actions: ModelInfo) -> WorkerPool:
+        """The pool prestarted with these settings in this Ray session, or a new one."""
+        pool = cls._prestarted.pop(cls._key(config, detector, actions), None)
+        return pool if pool is not None and ray.is_initialized() else cls(config, detector, actions)
+
+    @classmethod
+    def discard_prestarted(cls) -> None:
+        """Shut down the prestarted pools nobody claimed (the flow failed before it started)."""
+        while cls._prestarted:
+            cls._prestarted.popitem()[1].shutdown()
 
     @property
     def max_in_flight(self) -> int:

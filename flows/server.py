@@ -1,0 +1,109 @@
+"""The Prefect API of a one-off ``videolake run``: the configured server, or a temporary local one.
+
+Without ``PREFECT_API_URL``, Prefect itself would start a temporary server at the first flow
+run ("ephemeral" mode): it imports Prefect's server into the run's own process and then waits
+for the server's process, 12-20 s on 2 cores before anything else happens. ``videolake run``
+instead starts ``prefect server start`` (the same API and database under ``PREFECT_HOME``;
+no UI, scheduler or late-run marking: nothing here needs them) as a child process as soon as it
+knows there is work, so the server comes up on one core while Ray and the workers' models start
+on the other; it is stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator
+
+from pipeline.errors import VideolakeError
+
+__all__ = ["prefect_api_in_background", "PrefectServerError"]
+
+_HOST = "127.0.0.1"
+_START_TIMEOUT_S = 120.0  # a first start creates and migrates the database
+_STOP_TIMEOUT_S = 10.0
+
+
+class PrefectServerError(VideolakeError):
+    """The temporary Prefect server did not start."""
+
+
+@contextlib.contextmanager
+def prefect_api_in_background() -> Iterator[Callable[[], None]]:
+    """Start a temporary Prefect server now, in its own process, unless an API is configured.
+
+    Yields a function that waits until the server answers and points this process's Prefect
+    settings at it; call it before the first flow run. The server stops when the block ends.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        yield lambda: None  # a real server; or none allowed, and the flow run says so
+        return
+    port = _free_port()
+    url = f"http://{_HOST}:{port}/api"
+    log = tempfile.NamedTemporaryFile(prefix="videolake-prefect-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", _HOST, "--port", str(port),
+         "--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    with contextlib.ExitStack() as stack:
+        def wait() -> None:
+            _wait_until_healthy(url, process, Path(log.name))
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+
+        try:
+            yield wait
+        finally:
+            stack.close()
+            _stop(process)
+            log.close()
+            Path(log.name).unlink(missing_ok=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((_HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise PrefectServerError(f"the temporary Prefect server exited with code {process.returncode}: {_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise PrefectServerError(f"the temporary Prefect server did not answer within {_START_TIMEOUT_S:.0f} s: {_tail(log)}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:]) or "(no output)"

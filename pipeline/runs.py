@@ -1,0 +1,120 @@
+"""A run's bookkeeping: which videos need work, the summary a run prints and its ``runs`` row.
+
+Shared by the ``analyze`` flow and by ``videolake run``, which settles here, before Prefect or
+Ray start, whether there is anything to do at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pipeline.ledger import LakeState
+from pipeline.lake import table_path, write_table
+from pipeline.models import action_classes
+from pipeline.plan import RunPlan
+from pipeline.sources import VideoSource
+from pipeline.stitch import VideoOutcome
+
+__all__ = ["RunSummary", "Triage", "triage", "write_run_record"]
+
+
+@dataclass(frozen=True)
+class Triage:
+    """The sources of a run, sorted by what the lake already holds."""
+
+    todo: list[VideoSource]
+    done_before: list[VideoSource]
+    quarantined: list[tuple[VideoSource, str]]  # with the failure that put each one there
+
+
+def triage(sources: list[VideoSource], state: LakeState, retry_failed: bool = False) -> Triage:
+    """Finished videos are skipped; quarantined ones too, unless ``retry_failed``."""
+    todo, done, quarantined = [], [], []
+    for source in sources:
+        reason = state.quarantine_reason(source)
+        if state.is_done(source):
+            done.append(source)
+        elif reason and not retry_failed:
+            quarantined.append((source, reason))
+        else:
+            todo.append(source)
+    return Triage(todo, done, quarantined)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    lake: str
+    config_hash: str
+    videos_ok: int = 0
+    videos_failed: int = 0
+    videos_done_before: int = 0
+    videos_quarantined: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    shards_total: int = 0
+    shards_done_before: int = 0
+    shards_processed: int = 0
+    shards_failed: int = 0
+    frames_analyzed: int = 0
+    n_detections: int = 0
+    n_tracks: int = 0
+    clips_by_action: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    workers: int = 0
+
+    @classmethod
+    def start(cls, run_id: str, plan: RunPlan, work: Triage) -> RunSummary:
+        return cls(run_id=run_id, lake=plan.lake, config_hash=plan.config_hash, videos_done_before=len(work.done_before),
+                   videos_quarantined=len(work.quarantined),
+                   quarantined=[(source.uri, reason) for source, reason in work.quarantined])
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames_analyzed / self.wall_s if self.wall_s > 0 else 0.0
+
+    def add(self, outcome: VideoOutcome) -> None:
+        if outcome.status == "ok":
+            self.videos_ok += 1
+        else:
+            self.videos_failed += 1
+            self.failures.append((outcome.uri, outcome.error or "unknown error"))
+        self.frames_analyzed += outcome.frames_analyzed
+        self.n_detections += outcome.n_detections
+        self.n_tracks += outcome.n_tracks
+        self.clips_by_action = dict(Counter(self.clips_by_action) + Counter(outcome.clips_by_action))
+
+    def lines(self) -> list[str]:
+        new = self.videos_ok + self.videos_failed
+        out = [
+            f"run {self.run_id} → {self.lake} (config {self.config_hash})",
+            f"videos: {self.videos_ok} ok, {self.videos_failed} failed; {new} new, {self.videos_done_before} already done"
+            + (f", {self.videos_quarantined} quarantined" if self.videos_quarantined else ""),
+            f"shards: {self.shards_processed} processed, {self.shards_failed} failed, "
+            f"{self.shards_done_before} already done, {self.shards_total} in all",
+            f"frames analysed: {self.frames_analyzed}  detections: {self.n_detections}  tracks: {self.n_tracks}",
+            "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none"),
+            f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",
+        ]
+        out += [f"failed: {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.failures]
+        out += [f"quarantined (use --retry-failed): {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.quarantined]
+        return out
+
+
+def write_run_record(plan: RunPlan, summary: RunSummary, started_at: datetime) -> None:
+    """The run's row in the ``runs`` table: its settings, models and counts."""
+    write_table(table_path(plan.lake, "runs", run_id=summary.run_id), "runs", [{
+        "run_id": summary.run_id, "started_at": started_at, "finished_at": datetime.now(timezone.utc),
+        "config": json.dumps(plan.config.to_dict(), sort_keys=True), "config_hash": plan.config_hash,
+        "detector": plan.detector.name, "detector_sha256": plan.detector.sha256,
+        "action_model": plan.actions.name, "action_model_sha256": plan.actions.sha256,
+        "action_classes": list(action_classes(plan.actions.path)),
+        "videos_ok": summary.videos_ok, "videos_failed": summary.videos_failed,
+        "videos_done_before": summary.videos_done_before, "videos_quarantined": summary.videos_quarantined,
+        "shards_total": summary.shards_total, "shards_done_before": summary.shards_done_before,
+        "shards_processed": summary.shards_processed, "shards_failed": summary.shards_failed,
+        "frames_analyzed": summary.frames_analyzed, "wall_s": summary.wall_s,
+    }])

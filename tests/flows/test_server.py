@@ -1,0 +1,53 @@
+"""``videolake run`` without a configured Prefect API: a temporary server that records the run and goes away."""
+
+import os
+import re
+import sqlite3
+
+import psutil
+import pytest
+
+from pipeline.query import run_sql
+from tests.test_cli import FAST_FLAGS, vl
+
+
+def _servers_of(prefect_home: str) -> list[psutil.Process]:
+    """Live `prefect server start` processes using this PREFECT_HOME."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "server" in (process.info["cmdline"] or []) and process.environ().get("PREFECT_HOME") == prefect_home:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_one_off_run_records_its_flow_and_tasks_in_a_temporary_server_and_an_empty_rerun_needs_none(samples_dir, tmp_path):
+    home = str(tmp_path / "prefect-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PREFECT_"))}
+    env.update(PREFECT_HOME=home, PYTHONUNBUFFERED="1")
+    lake = tmp_path / "lake"
+
+    first = vl("run", samples_dir / "carphone_pristine.mp4", "--out", lake, *FAST_FLAGS, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "videos: 1 ok, 0 failed; 1 new, 0 already done" in first.stdout, first.stdout
+    run_id = re.search(r"^run (\S+) →", first.stdout, re.M).group(1)
+    db = sqlite3.connect(os.path.join(home, "prefect.db"))
+    # The server ran with the services that record task runs: the flow and both task runs are in its database.
+    assert db.execute("SELECT id, state_type FROM flow_run").fetchall() == [(run_id, "COMPLETED")]
+    tasks = sorted(db.execute("SELECT name, state_type FROM task_run").fetchall())
+    assert [state for _, state in tasks] == ["COMPLETED", "COMPLETED"], tasks
+    assert tasks[0][0].startswith("analyze carphone_pristine") and tasks[1][0].startswith("probe carphone_pristine")
+    assert _servers_of(home) == []  # stopped with the run
+
+    again = vl("run", samples_dir / "carphone_pristine.mp4", "--out", lake, *FAST_FLAGS, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "videos: 0 ok, 0 failed; 0 new, 1 already done" in again.stdout, again.stdout
+    # Nothing new: no flow run (no server started), yet the run is recorded in the lake.
+    assert db.execute("SELECT count(*) FROM flow_run").fetchone() == (1,)
+    runs = run_sql(lake, "SELECT run_id, videos_ok, videos_done_before FROM runs ORDER BY started_at").to_pylist()
+    empty_id = re.search(r"^run (\S+) →", again.stdout, re.M).group(1)
+    assert runs == [{"run_id": run_id, "videos_ok": 1, "videos_done_before": 0},
+                    {"run_id": empty_id, "videos_ok": 0, "videos_done_before": 1}]
