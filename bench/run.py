@@ -148,7 +148,8 @@ def _services(work: Path):
                           "--no-ui", "--analytics-off"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True),
         subprocess.Popen([str(bin_dir / "ray"), "start", "--head", "--block", "--port", str(ray_port), "--num-cpus",
-                          str(os.cpu_count() or 1), "--include-dashboard", "false", "--disable-usage-stats"],
+                          str(os.cpu_count() or 1), "--include-dashboard", "false", "--disable-usage-stats",
+                          "--temp-dir", str(work / "ray")],  # its address file stays there, not in /tmp/ray
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True),
     ]
     try:

@@ -93,7 +93,7 @@ def ray_local():
     """One real local Ray for the session; flows join it instead of starting their own."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 * 1024)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024 * 1024)
     yield ray
     ray.shutdown()
 

@@ -78,8 +78,8 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
-        ray.init(
-            num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+        ray.init(  # "local": a Ray of its own, even where `ray start` left a cluster (or a stale address) behind
+            address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
             object_store_memory=_LOCAL_OBJECT_STORE_BYTES, logging_level=logging.ERROR,
         )
     try:

@@ -1,9 +1,14 @@
 """The actor pool on a real local Ray."""
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +103,21 @@ def test_gpu_actors_share_a_gpu_half_each_and_record_it(ray_local, samples_dir, 
         assert result.status == "ok" and len(result.gpu_ids) == 1 and result.node_id
     finally:
         pool.shutdown()
+
+
+def test_a_run_starts_its_own_ray_even_where_a_killed_ray_start_left_its_address_behind():
+    """`ray start --head` killed without `ray stop` leaves ``ray_current_cluster`` in Ray's temp dir;
+    a plain ``ray.init()`` would try to join that dead address and fail the run."""
+    temp = tempfile.mkdtemp(prefix="vlray", dir="/tmp")  # Ray's socket paths under it must stay short
+    try:
+        Path(temp, "ray").mkdir()
+        Path(temp, "ray", "ray_current_cluster").write_text("127.0.0.1:9")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"RAY_TMPDIR": temp}
+        script = ("import ray\nfrom workers.pool import ray_session\n"
+                  "with ray_session() as how:\n    print(how, int(ray.cluster_resources()['CPU']))")
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                             cwd=Path(__file__).resolve().parents[2])
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.split() == ["local", str(os.cpu_count())]
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
