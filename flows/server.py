@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 from pipeline.errors import VideolakeError
 
-__all__ = ["prefect_api_in_background", "PrefectServerError"]
+__all__ = ["prefect_api_in_background", "wait_until_healthy", "PrefectServerError"]
 
 _HOST = "127.0.0.1"
 _START_TIMEOUT_S = 120.0  # a first start creates and migrates the database
@@ -58,7 +58,7 @@ def prefect_api_in_background() -> Iterator[Callable[[], None]]:
     )
     with contextlib.ExitStack() as stack:
         def wait() -> None:
-            _wait_until_healthy(url, process, Path(log.name))
+            wait_until_healthy(url, process, Path(log.name))
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
 
         try:
@@ -76,11 +76,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
+def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = _START_TIMEOUT_S) -> None:
+    """Block until the Prefect API at ``url`` answers; raise with the server's log if it exits or never answers."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise PrefectServerError(f"the temporary Prefect server exited with code {process.returncode}: {_tail(log)}")
+            raise PrefectServerError(f"the Prefect server for {url} exited with code {process.returncode}: {_tail(log)}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -88,7 +89,7 @@ def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
         except OSError:
             pass
         time.sleep(0.1)
-    raise PrefectServerError(f"the temporary Prefect server did not answer within {_START_TIMEOUT_S:.0f} s: {_tail(log)}")
+    raise PrefectServerError(f"the Prefect server for {url} did not answer within {timeout_s:.0f} s: {_tail(log)}")
 
 
 def _stop(process: subprocess.Popen) -> None:

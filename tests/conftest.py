@@ -7,8 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -57,6 +55,8 @@ def prefect_api(tmp_path_factory):
     """A real Prefect API server on loopback, used by in-process flows and CLI subprocesses."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.server import PrefectServerError, wait_until_healthy
+
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -66,18 +66,11 @@ def prefect_api(tmp_path_factory):
     log = open(home / "server.log", "w")
     server = subprocess.Popen([prefect_bin, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.time() > deadline:
-            server.kill()
-            raise RuntimeError(f"Prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
+    try:
+        wait_until_healthy(url, server, home / "server.log")
+    except PrefectServerError:
+        server.kill()
+        raise
     with temporary_settings({PREFECT_API_URL: url}):
         yield url
     server.terminate()
