@@ -1,0 +1,33 @@
+"""Which sources a run takes on, from what the lake holds: pure, before Prefect or Ray start."""
+
+from pipeline.ledger import LakeState
+from pipeline.runs import triage
+from pipeline.sources import VideoSource
+
+
+def _source(name: str, content_key: str = "k1") -> VideoSource:
+    return VideoSource(f"/videos/{name}.mp4", f"{name}-id", 100, content_key)
+
+
+def test_finished_videos_are_skipped_quarantined_ones_wait_for_retry_failed_and_a_changed_file_is_new():
+    done, broken, new, replaced = _source("done"), _source("broken"), _source("new"), _source("replaced", "k2")
+    state = LakeState(
+        finished_ok={(done.video_id, "k1"), (replaced.video_id, "k1")},  # "replaced" finished with its old content
+        quarantined={(broken.video_id, "k1"): "broken.mp4: no frame could be decoded"},
+    )
+    sources = [done, broken, new, replaced]
+
+    work = triage(sources, state)
+    assert work.todo == [new, replaced]
+    assert work.done_before == [done]
+    assert work.quarantined == [(broken, "broken.mp4: no frame could be decoded")]
+
+    retried = triage(sources, state, retry_failed=True)
+    assert retried.todo == [broken, new, replaced] and retried.quarantined == []
+
+
+def test_nothing_to_do_when_every_source_is_finished_or_quarantined():
+    done, broken = _source("done"), _source("broken")
+    state = LakeState(finished_ok={(done.video_id, "k1")}, quarantined={(broken.video_id, "k1"): "bad"})
+    assert triage([done, broken], state).todo == []
+    assert triage([], state).todo == []
