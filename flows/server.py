@@ -55,6 +55,7 @@ def prefect_api_in_background() -> Iterator[Callable[[], None]]:
         [sys.executable, "-m", "prefect", "server", "start", "--host", _HOST, "--port", str(port),
          "--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_parent_death_signal(),
     )
     with contextlib.ExitStack() as stack:
         def wait() -> None:
@@ -68,6 +69,22 @@ def prefect_api_in_background() -> Iterator[Callable[[], None]]:
             _stop(process)
             log.close()
             Path(log.name).unlink(missing_ok=True)
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """For ``preexec_fn`` on Linux: the kernel sends the server SIGTERM if this process dies without
+    stopping it (``kill -9``, a closed terminal), so no server outlives its run. ``None`` elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only makes the call
+    pr_set_pdeathsig = 1
+
+    def set_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_signal
 
 
 def _free_port() -> int:

@@ -3,11 +3,14 @@
 import os
 import re
 import sqlite3
+import subprocess
+import time
 
 import psutil
 import pytest
 
 from pipeline.query import run_sql
+from tests.conftest import videolake_bin
 from tests.test_cli import FAST_FLAGS, vl
 
 
@@ -23,11 +26,16 @@ def _servers_of(prefect_home: str) -> list[psutil.Process]:
     return found
 
 
+def _env_without_servers(home: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PREFECT_"))}
+    env.update(PREFECT_HOME=home, PYTHONUNBUFFERED="1")
+    return env
+
+
 @pytest.mark.slow
 def test_a_one_off_run_records_its_flow_and_tasks_in_a_temporary_server_and_an_empty_rerun_needs_none(samples_dir, tmp_path):
     home = str(tmp_path / "prefect-home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PREFECT_"))}
-    env.update(PREFECT_HOME=home, PYTHONUNBUFFERED="1")
+    env = _env_without_servers(home)
     lake = tmp_path / "lake"
 
     first = vl("run", samples_dir / "carphone_pristine.mp4", "--out", lake, *FAST_FLAGS, env=env)
@@ -51,3 +59,19 @@ def test_a_one_off_run_records_its_flow_and_tasks_in_a_temporary_server_and_an_e
     empty_id = re.search(r"^run (\S+) →", again.stdout, re.M).group(1)
     assert runs == [{"run_id": run_id, "videos_ok": 1, "videos_done_before": 0},
                     {"run_id": empty_id, "videos_ok": 0, "videos_done_before": 1}]
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_takes_its_temporary_prefect_server_with_it(samples_dir, tmp_path):
+    home = str(tmp_path / "prefect-home")
+    run = subprocess.Popen([videolake_bin(), "run", samples_dir / "bikes.mp4", "--out", tmp_path / "lake", *FAST_FLAGS],
+                           env=_env_without_servers(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (servers := _servers_of(home)):
+        assert run.poll() is None, "the run ended before its Prefect server was seen"
+        assert time.monotonic() < deadline, "no temporary Prefect server appeared"
+        time.sleep(0.2)
+    run.kill()  # no finally block runs: only the kernel's parent-death signal can stop the server now
+    run.wait()
+    servers[0].wait(timeout=30)  # raises psutil.TimeoutExpired while the server lives on
+    assert _servers_of(home) == []
