@@ -136,7 +136,7 @@ def analyze(
 
 
 def run_analysis(plan: RunPlan, sources: list[str], show_progress: bool = True, retry_failed: bool = False) -> RunSummary:
-    """``videolake run`` with work to do: Prefect's temporary server (where no ``PREFECT_API_URL``
+    """``videolake run`` with work to do: a temporary Prefect server (where no ``PREFECT_API_URL``
     names a server), Ray and the workers' models all start at once, then the flow runs on them.
 
     Started one after the other they cost about 30 s on 2 cores before the first frame.
