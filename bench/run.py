@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -131,48 +130,28 @@ def _videolake(videos: list[str], lake: Path, extra: list[str], env: dict | None
 def _services(work: Path):
     """A Prefect server and a one-node Ray cluster already running, as under `videolake serve` or on a cluster;
     yields the environment that points `videolake run` at them."""
-    import socket
-    import urllib.request
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
+    from flows.server import free_port, stop_process_group, wait_until_healthy
 
     prefect_port, ray_port = free_port(), free_port()
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home"), "RAY_AUTH_MODE": "disabled",
            "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api", "RAY_ADDRESS": f"127.0.0.1:{ray_port}"}
-    bin_dir = Path(sys.executable).parent
+    log = open(work / "services.log", "w")
     procs = [
         subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port),
-                          "--no-ui", "--analytics-off"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True),
-        subprocess.Popen([str(bin_dir / "ray"), "start", "--head", "--block", "--port", str(ray_port), "--num-cpus",
-                          str(os.cpu_count() or 1), "--include-dashboard", "false", "--disable-usage-stats",
+                          "--no-ui", "--analytics-off"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
+        subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(ray_port),
+                          "--num-cpus", str(os.cpu_count() or 1), "--include-dashboard", "false", "--disable-usage-stats",
                           "--temp-dir", str(work / "ray")],  # its address file stays there, not in /tmp/ray
-                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True),
+                         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
     ]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the bench's Prefect server did not start") from None
-                time.sleep(0.5)
+        wait_until_healthy(env["PREFECT_API_URL"], procs[0], work / "services.log")
         time.sleep(5)  # Ray's head: `videolake run` retries its connection until the head answers anyway
         yield env
     finally:
         for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_process_group(proc)
+        log.close()
 
 
 def _startup_s(lake: Path, started_at: float) -> float | None:

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 from pipeline.errors import VideolakeError
 
-__all__ = ["prefect_api_in_background", "wait_until_healthy", "PrefectServerError"]
+__all__ = ["prefect_api_in_background", "wait_until_healthy", "free_port", "stop_process_group", "PrefectServerError"]
 
 _HOST = "127.0.0.1"
 _START_TIMEOUT_S = 120.0  # a first start creates and migrates the database
@@ -48,7 +48,7 @@ def prefect_api_in_background() -> Iterator[Callable[[], None]]:
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         yield lambda: None  # a real server; or none allowed, and the flow run says so
         return
-    port = _free_port()
+    port = free_port()
     url = f"http://{_HOST}:{port}/api"
     log = tempfile.NamedTemporaryFile(prefix="videolake-prefect-server-", suffix=".log", delete=False)
     process = subprocess.Popen(
@@ -66,7 +66,7 @@ def prefect_api_in_background() -> Iterator[Callable[[], None]]:
             yield wait
         finally:
             stack.close()
-            _stop(process)
+            stop_process_group(process)
             log.close()
             Path(log.name).unlink(missing_ok=True)
 
@@ -87,7 +87,8 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return set_signal
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind((_HOST, 0))
         return sock.getsockname()[1]
@@ -109,7 +110,8 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s
     raise PrefectServerError(f"the Prefect server for {url} did not answer within {timeout_s:.0f} s: {_tail(log)}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group a ``start_new_session`` child leads; SIGKILL if it lingers."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):

@@ -12,7 +12,6 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,14 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
+from flows.server import free_port
+
 SECRET = "vl-SECRET-d41d8cd98f00b204e9800998ecf8427e"  # the secret access key every bucket test uses
 ACCESS_KEY = "videolake-test-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
