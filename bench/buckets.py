@@ -43,7 +43,7 @@ def _videolake(*args: str, env: dict) -> tuple[float, str]:
 
 
 def _seed(fs, lake: str, sources, config_hash: str) -> None:
-    from pipeline.lake import table_path, write_table
+    from videolake.pipeline.lake import table_path, write_table
 
     for s in sources:
         keys = dict(config_hash=config_hash, video_id=s.video_id, content_key=s.content_key)
@@ -62,11 +62,11 @@ def main() -> None:
 
     import s3fs
 
-    from pipeline.config import RunConfig
-    from pipeline.ledger import read_lake_state
-    from pipeline.plan import plan_run
-    from pipeline.samples import write_samples
-    from pipeline.sources import discover
+    from videolake.pipeline.config import RunConfig
+    from videolake.pipeline.ledger import read_lake_state
+    from videolake.pipeline.plan import plan_run
+    from videolake.pipeline.samples import write_samples
+    from videolake.pipeline.sources import discover
 
     lines = [f"# Buckets benchmark ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "

@@ -32,13 +32,13 @@ def main() -> None:
 
     import torch
 
-    from pipeline.actions import ActionModel
-    from pipeline.analyze import ShardJob, VideoAnalyzer
-    from pipeline.config import RunConfig
-    from pipeline.decode import iter_frames, probe
-    from pipeline.detect import Detector
-    from pipeline.models import default_actions_path, default_detector_path
-    from pipeline.shards import Shard
+    from videolake.pipeline.actions import ActionModel
+    from videolake.pipeline.analyze import ShardJob, VideoAnalyzer
+    from videolake.pipeline.config import RunConfig
+    from videolake.pipeline.decode import iter_frames, probe
+    from videolake.pipeline.detect import Detector
+    from videolake.pipeline.models import default_actions_path, default_detector_path
+    from videolake.pipeline.shards import Shard
     from tests.media import looped_video
 
     work = Path(tempfile.mkdtemp(prefix="videolake-gpu-"))

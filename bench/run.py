@@ -75,7 +75,7 @@ json.dump({"frames": frames, "wall_s": wall, "rows": rows}, open(out, "w"))
 CEILING = r"""
 import json, sys, time, av, numpy as np, torch
 from ultralytics.data.augment import LetterBox
-from pipeline.detect import Detector
+from videolake.pipeline.detect import Detector
 weights, imgsz, batch, out, runtime, threads, per_video = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
 videos = sys.argv[8:]
 torch.set_num_threads(threads)
@@ -130,7 +130,7 @@ def _videolake(videos: list[str], lake: Path, extra: list[str], env: dict | None
 def _services(work: Path):
     """A Prefect server and a one-node Ray cluster already running, as under `videolake serve` or on a cluster;
     yields the environment that points `videolake run` at them."""
-    from flows.server import free_port, stop_process_group, wait_until_healthy
+    from videolake.flows.server import free_port, stop_process_group, wait_until_healthy
 
     prefect_port, ray_port = free_port(), free_port()
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home"), "RAY_AUTH_MODE": "disabled",
@@ -156,7 +156,7 @@ def _services(work: Path):
 
 def _startup_s(lake: Path, started_at: float) -> float | None:
     """Command start to the start of the first shard: its ledger commit time less its own wall time."""
-    from pipeline.query import run_sql
+    from videolake.pipeline.query import run_sql
 
     first = run_sql(lake, "SELECT min(epoch_ms(l.committed_at) / 1000.0 - s.wall_s) AS t FROM ledger l JOIN shards s "
                           "USING (video_id, shard_index) WHERE s.status = 'ok'").column("t")[0].as_py()
@@ -168,7 +168,7 @@ def _f1(naive_rows: list, lake: Path, videos: list[str]) -> float:
 
     ``model.track`` returns only the boxes a track claimed, so both sides are compared on tracked boxes.
     """
-    from pipeline.query import run_sql
+    from videolake.pipeline.query import run_sql
 
     ours = run_sql(lake, "SELECT v.uri, d.frame_index, d.class_id, d.x1, d.y1, d.x2, d.y2 FROM detections d "
                          "JOIN videos v USING (video_id) WHERE d.track_id IS NOT NULL").to_pylist()
@@ -218,15 +218,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
 
-    from pipeline.models import default_detector_path
-    from pipeline.samples import write_samples
+    from videolake.pipeline.models import default_detector_path
+    from videolake.pipeline.samples import write_samples
     from tests.media import looped_video
 
     work = Path(tempfile.mkdtemp(prefix="videolake-bench-"))
     videos = [str(p) for p in write_samples(work / "samples")]
     long = looped_video(work / "long.mp4", args.long_seconds, name="bikes.mp4")
     videos.append(str(long.path))
-    from pipeline.decode import probe
+    from videolake.pipeline.decode import probe
 
     video_s = sum(probe(v).duration_s for v in videos)
     weights = str(default_detector_path())

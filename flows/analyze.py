@@ -19,20 +19,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.progress import RunProgress
-from flows.server import prefect_api_in_background
-from pipeline.analyze import ShardJob, ShardResult, error_kind
-from pipeline.compact import compact, small_file_count
-from pipeline.config import RunConfig
-from pipeline.decode import VideoInfo, probe
-from pipeline.errors import StorageError, VideolakeError
-from pipeline.lake import table_path, write_table
-from pipeline.ledger import read_lake_state
-from pipeline.plan import RunPlan, plan_run
-from pipeline.runs import RunSummary, triage, write_run_record
-from pipeline.shards import Shard, plan_shards
-from pipeline.sources import VideoSource
-from pipeline.stitch import finalize_video
+from videolake.flows.progress import RunProgress
+from videolake.flows.server import prefect_api_in_background
+from videolake.pipeline.analyze import ShardJob, ShardResult, error_kind
+from videolake.pipeline.compact import compact, small_file_count
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.decode import VideoInfo, probe
+from videolake.pipeline.errors import StorageError, VideolakeError
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.ledger import read_lake_state
+from videolake.pipeline.plan import RunPlan, plan_run
+from videolake.pipeline.runs import RunSummary, triage, write_run_record
+from videolake.pipeline.shards import Shard, plan_shards
+from videolake.pipeline.sources import VideoSource
+from videolake.pipeline.stitch import finalize_video
 
 __all__ = ["analyze", "run_analysis", "RunSummary", "BadVideo"]
 
@@ -71,7 +71,7 @@ def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float) -> 
 def analyze_shard(job: ShardJob, pool, timeout_s: float) -> ShardResult:  # noqa: ANN001 - a WorkerPool
     from prefect.runtime import task_run
 
-    from workers.pool import ShardTimeout
+    from videolake.workers.pool import ShardTimeout
 
     try:
         result = pool.process(job, timeout_s=timeout_s)
@@ -115,7 +115,7 @@ def analyze(
     logger.info("%d video(s): %d to analyse, %d already done, %d quarantined", len(plan.sources), len(todo),
                 summary.videos_done_before, summary.videos_quarantined)
     if todo:
-        from workers.pool import WorkerPool, ray_session
+        from videolake.workers.pool import WorkerPool, ray_session
 
         with ray_session(cfg.ray_address):
             pool = WorkerPool.claim(cfg, plan.detector, plan.actions)  # the one `videolake run` started ahead, if any
@@ -141,7 +141,7 @@ def run_analysis(plan: RunPlan, sources: list[str], show_progress: bool = True, 
 
     Started one after the other they cost about 30 s on 2 cores before the first frame.
     """
-    from workers.pool import WorkerPool, ray_session
+    from videolake.workers.pool import WorkerPool, ray_session
 
     cfg = plan.config
     with prefect_api_in_background() as wait_for_api, ray_session(cfg.ray_address):

@@ -21,12 +21,12 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Interval
 
-from flows.analyze import analyze
-from pipeline.config import RunConfig
+from videolake.flows.analyze import analyze
+from videolake.pipeline.config import RunConfig
 
 __all__ = ["analysis_deployment", "serve_deployment", "ENTRYPOINT"]
 
-ENTRYPOINT = "flows.analyze.analyze"
+ENTRYPOINT = "videolake.flows.analyze.analyze"
 
 
 def analysis_deployment(

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from pipeline.decode import VideoInfo
+from videolake.pipeline.decode import VideoInfo
 
 __all__ = ["RunProgress", "expected_frames"]
 

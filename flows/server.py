@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
-from pipeline.errors import VideolakeError
+from videolake.pipeline.errors import VideolakeError
 
 __all__ = ["prefect_api_in_background", "wait_until_healthy", "free_port", "stop_process_group", "PrefectServerError"]
 

@@ -1,6 +1,6 @@
 """videolake's library: decode, detect, track, actions, lake, query. No Ray, no Prefect.
 
-The public names below are imported on first use, so ``import pipeline`` stays cheap
+The public names below are imported on first use, so ``import videolake.pipeline`` stays cheap
 (the CLI starts without loading torch).
 """
 
@@ -38,8 +38,8 @@ _WHERE = {
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
-        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"pipeline.{_WHERE[name]}"), name)
+        raise AttributeError(f"module 'videolake.pipeline' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"videolake.pipeline.{_WHERE[name]}"), name)
 
 
 def __dir__() -> list[str]:

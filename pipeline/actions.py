@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import ModelError
-from pipeline.features import FEATURE_NAMES, N_FEATURES
+from videolake.pipeline.errors import ModelError
+from videolake.pipeline.features import FEATURE_NAMES, N_FEATURES
 
 __all__ = ["ACTIONS", "UNKNOWN", "ActionLSTM", "ActionModel", "ActionPrediction"]
 

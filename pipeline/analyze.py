@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from pipeline.clips import ClipAccumulator, ClipRow
-from pipeline.config import RunConfig
-from pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
-from pipeline.detect import Detections, Detector
-from pipeline.errors import DecodeError, LakeError, SourceError, StorageError, VideolakeError
-from pipeline.features import is_fall_class, person_class_ids
-from pipeline.lake import ParquetSink, table_path, write_table
-from pipeline.shards import SHARD_TRACK_STRIDE, Shard
-from pipeline.track import Tracker
+from videolake.pipeline.clips import ClipAccumulator, ClipRow
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
+from videolake.pipeline.detect import Detections, Detector
+from videolake.pipeline.errors import DecodeError, LakeError, SourceError, StorageError, VideolakeError
+from videolake.pipeline.features import is_fall_class, person_class_ids
+from videolake.pipeline.lake import ParquetSink, table_path, write_table
+from videolake.pipeline.shards import SHARD_TRACK_STRIDE, Shard
+from videolake.pipeline.track import Tracker
 
 if TYPE_CHECKING:  # torch loads only where a model runs (the Ray actor), not in the driver
-    from pipeline.actions import ActionModel
+    from videolake.pipeline.actions import ActionModel
 
 __all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "prefetch", "error_kind"]
 

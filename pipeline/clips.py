@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.detect import Detections
-from pipeline.features import N_FEATURES, track_features
+from videolake.pipeline.detect import Detections
+from videolake.pipeline.features import N_FEATURES, track_features
 
 if TYPE_CHECKING:  # torch loads only where a model runs, not in the driver
-    from pipeline.actions import ActionModel
+    from videolake.pipeline.actions import ActionModel
 
 __all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator"]
 

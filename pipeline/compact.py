@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.lake import SCHEMAS
-from pipeline.ledger import finished_videos
+from videolake.pipeline import storage
+from videolake.pipeline.lake import SCHEMAS
+from videolake.pipeline.ledger import finished_videos
 
 __all__ = ["CompactionReport", "compact", "lake_files", "small_file_count"]
 

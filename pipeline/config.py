@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline.errors import ConfigError
+from videolake.pipeline.errors import ConfigError
 
 __all__ = ["RunConfig", "TRACKERS", "VIDEO_EXTENSIONS", "PIPELINE_VERSION", "load_config_file"]
 

@@ -16,8 +16,8 @@ from typing import IO, Iterator
 import av
 import numpy as np
 
-from pipeline import storage
-from pipeline.errors import DecodeError, SourceError
+from videolake.pipeline import storage
+from videolake.pipeline.errors import DecodeError, SourceError
 
 __all__ = ["VideoInfo", "Frame", "DecodeStats", "PtsSampler", "probe", "iter_frames"]
 

@@ -2,7 +2,7 @@
 
 On the CPU the detector runs exported to ONNX (ONNX Runtime through Ultralytics' own export
 and predictor: same pre- and post-processing, about twice as fast as PyTorch there); the
-export is cached (``pipeline.models.exported_detector``) and PyTorch is the fallback. On CUDA
+export is cached (``videolake.pipeline.models.exported_detector``) and PyTorch is the fallback. On CUDA
 it runs in PyTorch at half precision.
 """
 
@@ -15,9 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.config import RUNTIMES
-from pipeline.errors import ConfigError, ModelError
-from pipeline.features import person_class_ids
+from videolake.pipeline.config import RUNTIMES
+from videolake.pipeline.errors import ConfigError, ModelError
+from videolake.pipeline.features import person_class_ids
 
 __all__ = ["Detections", "Detector", "RUNTIMES", "resolve_device", "resolve_runtime"]
 
@@ -124,7 +124,7 @@ class Detector:
         self.weights = weights
         path = weights
         if self.runtime == "onnx" and Path(weights).suffix == ".pt":
-            from pipeline.models import exported_detector
+            from videolake.pipeline.models import exported_detector
 
             try:
                 path = str(exported_detector(weights, imgsz))

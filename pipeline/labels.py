@@ -7,10 +7,10 @@ A labels file (CSV or Parquet) has one row per labelled time range::
 ``video_id`` may be a lake video id or the source's URI (``uri`` or ``video`` columns are
 accepted too). Without ``track_id`` the label applies to every track seen in the range.
 
-Sequences are built exactly as inference builds them (``pipeline.clips``): per track and
+Sequences are built exactly as inference builds them (``videolake.pipeline.clips``): per track and
 clip window ``k`` (``[k * clip_seconds, (k + 1) * clip_seconds)``), the track's detections
 in the window, rates carried from its last detection in window ``k - 1``, features from
-``pipeline.features.track_features``. A (track, window) gets the label that covers most of
+``videolake.pipeline.features.track_features``. A (track, window) gets the label that covers most of
 the window, when that label covers at least half of it; windows with fewer than
 ``min_track_frames`` detections are skipped (inference calls them ``unknown``).
 """
@@ -29,9 +29,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from pipeline.clips import clip_bounds, clip_index
-from pipeline.errors import ConfigError, LakeError
-from pipeline.features import TrackSeries, is_fall_class, person_class_ids, track_features
+from videolake.pipeline.clips import clip_bounds, clip_index
+from videolake.pipeline.errors import ConfigError, LakeError
+from videolake.pipeline.features import TrackSeries, is_fall_class, person_class_ids, track_features
 
 __all__ = ["LabelRow", "Labels", "LabelledSequences", "read_labels", "resolve_labels", "LakeConfig", "lake_config",
            "build_sequences", "load_labelled_sequences"]

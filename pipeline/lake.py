@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.errors import LakeError, VideolakeError
+from videolake.pipeline import storage
+from videolake.pipeline.errors import LakeError, VideolakeError
 
 __all__ = [
     "SCHEMA_VERSION", "SCHEMAS", "TABLES", "DETECTIONS", "CLIPS", "VIDEOS", "RUNS",

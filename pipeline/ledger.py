@@ -9,8 +9,8 @@ from typing import Iterable
 
 import pyarrow.parquet as pq
 
-from pipeline import storage
-from pipeline.sources import VideoSource
+from videolake.pipeline import storage
+from videolake.pipeline.sources import VideoSource
 
 __all__ = ["LakeState", "read_lake_state", "finished_videos", "QUARANTINE_KINDS"]
 

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ModelError
+from videolake.pipeline.errors import ModelError
 
 __all__ = [
     "ModelInfo", "default_detector_path", "default_actions_path", "resolve_detector", "resolve_actions", "sha256_file",

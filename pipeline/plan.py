@@ -10,11 +10,11 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from pipeline import storage
-from pipeline.config import RunConfig
-from pipeline.lake import check_writable
-from pipeline.models import ModelInfo, resolve_actions, resolve_detector
-from pipeline.sources import VideoSource, check_reachable, discover
+from videolake.pipeline import storage
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.lake import check_writable
+from videolake.pipeline.models import ModelInfo, resolve_actions, resolve_detector
+from videolake.pipeline.sources import VideoSource, check_reachable, discover
 
 __all__ = ["RunPlan", "plan_run"]
 

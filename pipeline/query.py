@@ -20,10 +20,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from pipeline import storage
-from pipeline.compact import lake_files
-from pipeline.errors import LakeError
-from pipeline.lake import SCHEMAS
+from videolake.pipeline import storage
+from videolake.pipeline.compact import lake_files
+from videolake.pipeline.errors import LakeError
+from videolake.pipeline.lake import SCHEMAS
 
 __all__ = ["connect", "run_sql", "describe_views", "format_cell", "ViewInfo", "VIEWS"]
 
@@ -104,7 +104,7 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
             con.register(f"_empty_{table}", schema.empty_table())
             con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _empty_{table}")
     con.execute(_VIEWS_SQL)
-    from pipeline.sqlpack import register_sql_pack  # the SQL pack: episodes, buckets, dwell, first actions
+    from videolake.pipeline.sqlpack import register_sql_pack  # the SQL pack: episodes, buckets, dwell, first actions
 
     register_sql_pack(con)
     return con

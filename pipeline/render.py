@@ -1,6 +1,6 @@
 """Annotated clips on demand: the source video's frames of a time range plus the lake's rows.
 
-The source is opened through the same layer as runs (``pipeline.decode``); only the
+The source is opened through the same layer as runs (``videolake.pipeline.decode``); only the
 requested range is decoded (PyAV seeks to the keyframe before ``t_start_s``). Boxes and
 labels are drawn with supervision's annotators (OpenCV fonts: nothing is downloaded).
 A frame shows the detections of the latest analysed frame at or before it, held for at
@@ -20,8 +20,8 @@ import av
 import duckdb
 import numpy as np
 
-from pipeline.decode import _open, _video_stream
-from pipeline.errors import ConfigError, DecodeError, LakeError
+from videolake.pipeline.decode import _open, _video_stream
+from videolake.pipeline.errors import ConfigError, DecodeError, LakeError
 
 __all__ = ["VideoRecord", "RangeFrame", "Overlay", "RenderResult", "find_video", "frames_between", "load_overlay",
            "annotate", "render_clip"]
@@ -269,7 +269,7 @@ def render_clip(
 
 def lake_connection(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     """A lake connection for rendering (``LakeError`` when the lake is missing)."""
-    from pipeline.query import connect
+    from videolake.pipeline.query import connect
 
     try:
         return connect(lake)

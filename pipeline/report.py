@@ -3,7 +3,7 @@ counts per time bucket and a few annotated keyframes.
 
 Everything is local: images sit beside ``index.html`` under ``img/`` and are referenced by
 relative paths; the page has no scripts and no network URLs. Figures come from
-``pipeline.plots`` (matplotlib), keyframes from ``pipeline.render`` (the source video,
+``videolake.pipeline.plots`` (matplotlib), keyframes from ``videolake.pipeline.render`` (the source video,
 decoded around each keyframe only).
 """
 
@@ -20,10 +20,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from pipeline.errors import VideolakeError
-from pipeline.plots import ClipSpan, action_colors, bucket_counts_png, timeline_png
-from pipeline.query import format_cell
-from pipeline.render import VideoRecord, annotate, frames_between, load_overlay
+from videolake.pipeline.errors import VideolakeError
+from videolake.pipeline.plots import ClipSpan, action_colors, bucket_counts_png, timeline_png
+from videolake.pipeline.query import format_cell
+from videolake.pipeline.render import VideoRecord, annotate, frames_between, load_overlay
 
 __all__ = ["ReportResult", "write_report", "choose_bucket_s"]
 

@@ -11,12 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from pipeline.ledger import LakeState
-from pipeline.lake import table_path, write_table
-from pipeline.models import action_classes
-from pipeline.plan import RunPlan
-from pipeline.sources import VideoSource
-from pipeline.stitch import VideoOutcome
+from videolake.pipeline.ledger import LakeState
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.models import action_classes
+from videolake.pipeline.plan import RunPlan
+from videolake.pipeline.sources import VideoSource
+from videolake.pipeline.stitch import VideoOutcome
 
 __all__ = ["RunSummary", "Triage", "triage", "write_run_record"]
 

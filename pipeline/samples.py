@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pipeline.errors import SourceError
+from videolake.pipeline.errors import SourceError
 
 __all__ = ["SAMPLE_NAMES", "sample_paths", "write_samples"]
 

@@ -15,7 +15,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from pipeline.decode import VideoInfo
+from videolake.pipeline.decode import VideoInfo
 
 __all__ = ["Shard", "plan_shards", "warmup_seconds", "SHARD_TRACK_STRIDE"]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pipeline import storage
-from pipeline.config import VIDEO_EXTENSIONS
-from pipeline.errors import SourceError
+from videolake.pipeline import storage
+from videolake.pipeline.config import VIDEO_EXTENSIONS
+from videolake.pipeline.errors import SourceError
 
 __all__ = ["VideoSource", "discover", "check_reachable", "video_id_for", "content_key_for"]
 

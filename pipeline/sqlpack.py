@@ -1,6 +1,6 @@
 """The SQL pack: views and macros for the questions people ask the lake most.
 
-Registered on every connection by ``pipeline.query.connect``:
+Registered on every connection by ``videolake.pipeline.query.connect``:
 
 - ``action_episodes`` (view): consecutive clips of one track with the same action merged
   into one row with ``t_start_s``, ``t_end_s``, ``duration_s``, ``n_clips``.

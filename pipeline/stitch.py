@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import storage
-from pipeline.decode import VideoInfo
-from pipeline.lake import table_path, write_table
-from pipeline.shards import Shard
+from videolake.pipeline import storage
+from videolake.pipeline.decode import VideoInfo
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.shards import Shard
 
 __all__ = ["VideoOutcome", "stitch_tracks", "finalize_video", "MIN_IOU", "MIN_COMMON_FRAMES"]
 

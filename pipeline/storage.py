@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from pipeline.errors import ConfigError, LakeError, SourceError, StorageError, VideolakeError
+from videolake.pipeline.errors import ConfigError, LakeError, SourceError, StorageError, VideolakeError
 
 __all__ = [
     "STORAGE_OPTIONS_ENV", "RemoteFile", "is_remote", "normalize", "storage_options", "set_storage_options",

@@ -3,7 +3,7 @@
 Each sample is what a detector and tracker would give for one person over one clip:
 timestamps, boxes in pixels, confidences and a fall-class score, with box noise,
 occlusion gaps, camera scale, frame size and frame-rate variety. Features then come from
-``pipeline.features.track_features``, the same code inference uses.
+``videolake.pipeline.features.track_features``, the same code inference uses.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.actions import ACTIONS
-from pipeline.features import TrackSeries
+from videolake.pipeline.actions import ACTIONS
+from videolake.pipeline.features import TrackSeries
 
 __all__ = ["SyntheticTrack", "generate_tracks", "generate_features"]
 

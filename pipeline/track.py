@@ -6,8 +6,8 @@ import inspect
 
 import numpy as np
 
-from pipeline.detect import Detections
-from pipeline.errors import ConfigError
+from videolake.pipeline.detect import Detections
+from videolake.pipeline.errors import ConfigError
 
 __all__ = ["Tracker"]
 

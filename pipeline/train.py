@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.actions import ActionLSTM, ActionModel, pad_sequences
+from videolake.pipeline.actions import ActionLSTM, ActionModel, pad_sequences
 
 __all__ = ["TrainConfig", "Evaluation", "train_action_model", "evaluate", "train_synthetic",
            "split_by_group", "sequences_sha256", "majority_baseline", "train_on_labels", "evaluate_on_labels"]
@@ -130,9 +130,9 @@ def train_synthetic(
     Writes ``out`` (safetensors), ``out`` with ``.json`` (the card's data) and ``.md``.
     Returns the card.
     """
-    from pipeline.actions import ACTIONS
-    from pipeline.features import FEATURE_NAMES
-    from pipeline.synthetic import generate_features
+    from videolake.pipeline.actions import ACTIONS
+    from videolake.pipeline.features import FEATURE_NAMES
+    from videolake.pipeline.synthetic import generate_features
 
     n_val, n_test = max(500, n_train // 8), max(1000, n_train // 4)
     log(f"generating {n_train} train, {n_val} validation, {n_test} test sequences")
@@ -248,9 +248,9 @@ def train_on_labels(
     Writes ``out`` (safetensors), ``out`` with ``.json`` and ``.md`` (the model card) and
     ``.confusion.png`` (validation confusion matrix). Returns the card. Deterministic for a seed.
     """
-    from pipeline.errors import ConfigError
-    from pipeline.features import FEATURE_NAMES
-    from pipeline.plots import confusion_png
+    from videolake.pipeline.errors import ConfigError
+    from videolake.pipeline.features import FEATURE_NAMES
+    from videolake.pipeline.plots import confusion_png
 
     y = np.asarray(y, dtype=np.int64)
     train_idx, val_idx = split_by_group(y, groups, val_fraction, config.seed)
@@ -294,7 +294,7 @@ def _labelled_card_markdown(card: dict, result: Evaluation, weights_name: str) -
 - Classes (from the labels): {', '.join(card['classes'])} (plus `unknown` for tracks with too few detections in a clip)
 - Architecture: feature normalisation → LSTM ({card['train_config']['hidden_size']} hidden) → MLP head
 - Features per frame ({len(card['features'])}): {', '.join(card['features'])}, computed from the lake's detections
-  by the same code as inference (`pipeline.features.track_features`, one sequence per track and clip window)
+  by the same code as inference (`videolake.pipeline.features.track_features`, one sequence per track and clip window)
 - Labels: `{data.get('labels', '?')}` (sha256 {str(data.get('labels_sha256', ''))[:16]}), lake config {data.get('config_hash', '?')},
   clip windows of {data.get('clip_seconds', '?')} s
 - Sequences: {data['n_sequences']} ({counts}); {data['n_train']} train, {data['n_val']} validation (whole label rows per side)
@@ -319,7 +319,7 @@ def evaluate_on_labels(model: ActionModel, sequences: Sequence[np.ndarray], y: n
 
     Every labelled class must be one the model knows; the report is in the model's classes.
     """
-    from pipeline.errors import ConfigError
+    from videolake.pipeline.errors import ConfigError
 
     unknown = [c for c in classes if c not in model.classes]
     if unknown:

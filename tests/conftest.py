@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.samples import write_samples
+from videolake.pipeline.samples import write_samples
 from tests.media import make_corpus
 
 # Small, fast settings for end-to-end tests: the real models on real video, fewer pixels and frames.
@@ -48,7 +48,7 @@ def prefect_api(tmp_path_factory):
     """A real Prefect API server on loopback, used by in-process flows and CLI subprocesses."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.server import PrefectServerError, free_port, wait_until_healthy
+    from videolake.flows.server import PrefectServerError, free_port, wait_until_healthy
 
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.samples import sample_paths
+from videolake.pipeline.samples import sample_paths
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
-from flows.server import free_port
+from videolake.flows.server import free_port
 
 SECRET = "vl-SECRET-d41d8cd98f00b204e9800998ecf8427e"  # the secret access key every bucket test uses
 ACCESS_KEY = "videolake-test-key"

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.actions import ActionModel
-from pipeline.analyze import ShardJob, VideoAnalyzer
-from pipeline.config import RunConfig
-from pipeline.decode import probe
-from pipeline.detect import Detector
-from pipeline.lake import table_path, write_table
-from pipeline.models import resolve_actions, resolve_detector
-from pipeline.shards import plan_shards
-from pipeline.sources import video_id_for
-from pipeline.stitch import finalize_video
+from videolake.pipeline.actions import ActionModel
+from videolake.pipeline.analyze import ShardJob, VideoAnalyzer
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.decode import probe
+from videolake.pipeline.detect import Detector
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.models import resolve_actions, resolve_detector
+from videolake.pipeline.shards import plan_shards
+from videolake.pipeline.sources import video_id_for
+from videolake.pipeline.stitch import finalize_video
 from tests.conftest import FAST
 
 SAMPLE_NAMES = ("carphone_pristine.mp4", "bikes.mp4")

@@ -1,4 +1,4 @@
-"""A small lake written from ``pipeline.synthetic`` tracks, plus the labels that describe it.
+"""A small lake written from ``videolake.pipeline.synthetic`` tracks, plus the labels that describe it.
 
 Synthetic tracks (detector output for one person over 1-4 s) are laid out in time inside
 synthetic "videos": two tracks at a time, one per 4 s slot, so each track covers one or two
@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from pipeline.actions import ACTIONS
-from pipeline.lake import table_path, write_table
-from pipeline.synthetic import generate_tracks
+from videolake.pipeline.actions import ACTIONS
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.synthetic import generate_tracks
 
 CONFIG_HASH = "5e17e7c0ffee0001"
 RUN_ID = "synthetic-run"

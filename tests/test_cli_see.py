@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pipeline.decode import probe
+from videolake.pipeline.decode import probe
 from tests.conftest import videolake_bin
 from tests.pipeline.test_report import chromium_page_status
 from tests.synthetic_lake import CLASS_NAMES, write_synthetic_lake
@@ -114,7 +114,7 @@ def test_train_on_labels_evaluate_and_run_with_the_new_model_under_its_own_confi
     (["report", "{tmp}/nolake", "-o", "{tmp}/r"], 1, "lake not found"),
 ])
 def test_bad_arguments_exit_non_zero_with_one_line(synthetic, tmp_path, cli_env, args, code, message):
-    from pipeline.models import default_actions_path
+    from videolake.pipeline.models import default_actions_path
 
     synthetic_lake, train_labels, held_out = synthetic
     header, first = train_labels.read_text().splitlines()[:2]

@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 
-from pipeline.errors import ConfigError, VideolakeError
+from videolake.pipeline.errors import ConfigError, VideolakeError
 
 app = typer.Typer(
     name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -51,7 +51,7 @@ def _guard(fn: Callable[[], T]) -> T:
 
 
 def _redact(text: str) -> str:
-    from pipeline.storage import redact
+    from videolake.pipeline.storage import redact
 
     return redact(text)
 
@@ -63,7 +63,7 @@ _STORAGE_HELP = ("JSON options for the bucket's filesystem (fsspec/s3fs), e.g. c
 def _use_storage_options(options: Optional[str]) -> None:
     """Options reach this process's filesystems (and, through the environment, its children), never a log."""
     if options is not None:
-        from pipeline.storage import set_storage_options
+        from videolake.pipeline.storage import set_storage_options
 
         set_storage_options(options)
 
@@ -95,7 +95,7 @@ def run(
     """Analyse videos into the lake and print a summary."""
 
     def go() -> None:
-        from pipeline.config import RunConfig, load_config_file
+        from videolake.pipeline.config import RunConfig, load_config_file
 
         _use_storage_options(storage_options)
         base = load_config_file(config) if config else RunConfig()
@@ -104,16 +104,16 @@ def run(
             conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
             gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime,
         ))
-        from pipeline.ledger import read_lake_state
-        from pipeline.plan import plan_run
-        from pipeline.runs import RunSummary, triage, write_run_record
+        from videolake.pipeline.ledger import read_lake_state
+        from videolake.pipeline.plan import plan_run
+        from videolake.pipeline.runs import RunSummary, triage, write_run_record
 
         started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
         plan = plan_run(sources, out, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
         work = triage(plan.sources, read_lake_state(plan.lake, plan.config_hash, plan.sources), retry_failed)
         if work.todo:
             _quiet_logs(verbose)
-            from flows.analyze import run_analysis
+            from videolake.flows.analyze import run_analysis
 
             summary = run_analysis(plan, list(sources), show_progress=not quiet, retry_failed=retry_failed)
         else:  # nothing new: the run is recorded in the lake, without starting Prefect or Ray
@@ -140,17 +140,17 @@ def serve(
     """Serve a Prefect deployment that analyses what is new under SOURCES on a schedule."""
 
     def go() -> None:
-        from pipeline.config import RunConfig, load_config_file
+        from videolake.pipeline.config import RunConfig, load_config_file
 
         _use_storage_options(storage_options)
         if (cron is None) == (interval is None):
             raise ConfigError("give exactly one of --cron and --interval")
         cfg = load_config_file(config) if config else RunConfig()
-        from pipeline.plan import plan_run
+        from videolake.pipeline.plan import plan_run
 
         plan_run(sources, out, cfg, list_sources=False)  # fail now, not at the first scheduled run
         _quiet_logs(verbose)
-        from flows.deploy import serve_deployment
+        from videolake.flows.deploy import serve_deployment
 
         serve_deployment(list(sources), out, cfg, name=name, cron=cron, interval_s=interval, timezone=timezone)
 
@@ -167,7 +167,7 @@ def query(
     """SQL over the lake (DuckDB). Views: detections, clips, videos, runs, tracks."""
 
     def go() -> None:
-        from pipeline import query as q
+        from videolake.pipeline import query as q
 
         _use_storage_options(storage_options)
         if format not in ("table", "csv", "json"):
@@ -187,7 +187,7 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
     """Write the bundled real sample videos to DIRECTORY."""
 
     def go() -> None:
-        from pipeline.samples import write_samples
+        from videolake.pipeline.samples import write_samples
 
         for path in write_samples(directory):
             typer.echo(str(path))
@@ -203,7 +203,7 @@ def compact(
     """Merge small Parquet files of finished videos into large ones; query results do not change."""
 
     def go() -> None:
-        from pipeline.compact import compact as run_compaction
+        from videolake.pipeline.compact import compact as run_compaction
 
         _use_storage_options(storage_options)
         report = run_compaction(lake)
@@ -217,7 +217,7 @@ def models() -> None:
     """The default models: where each comes from, classes, sha256, size."""
 
     def go() -> None:
-        from pipeline.models import action_classes, resolve_actions, resolve_detector
+        from videolake.pipeline.models import action_classes, resolve_actions, resolve_detector
 
         detector, actions = resolve_detector("default"), resolve_actions("default")
         typer.echo(f"detector: {detector.path}\n  source: {detector.source}\n  sha256: {detector.sha256}\n"
@@ -246,7 +246,7 @@ def train_actions(
         if synthetic:
             if labels is not None or lake is not None:
                 raise ConfigError("--synthetic takes no LABELS and no --lake")
-            from pipeline.train import train_synthetic
+            from videolake.pipeline.train import train_synthetic
 
             card = train_synthetic(out, n_train=n_train, epochs=epochs, seed=seed, log=typer.echo)
             typer.echo(f"held-out accuracy {card['test_accuracy']:.3f}; wrote {out}")
@@ -257,9 +257,9 @@ def train_actions(
             raise ConfigError(f"--val-fraction must be in (0, 1), got {val_fraction}")
         if epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-        from pipeline.labels import load_labelled_sequences
-        from pipeline.render import lake_connection
-        from pipeline.train import TrainConfig, train_on_labels
+        from videolake.pipeline.labels import load_labelled_sequences
+        from videolake.pipeline.render import lake_connection
+        from videolake.pipeline.train import TrainConfig, train_on_labels
 
         con = lake_connection(lake)
         try:
@@ -311,7 +311,7 @@ def _print_table(table, fmt: str) -> None:  # noqa: ANN001 - a pyarrow.Table
     else:
         from rich.console import Console
 
-        from pipeline.query import format_cell
+        from videolake.pipeline.query import format_cell
         from rich.table import Table
 
         out = Table(*table.column_names)

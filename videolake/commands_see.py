@@ -25,7 +25,7 @@ def render(
     """Re-render an annotated clip from the source video and the lake: boxes, track ids, classes, actions."""
 
     def go() -> None:
-        from pipeline.render import lake_connection, render_clip
+        from videolake.pipeline.render import lake_connection, render_clip
 
         con = lake_connection(lake)
         try:
@@ -48,9 +48,9 @@ def report(
     """Write a static HTML report: runs, failures, action timelines, counts per time bucket, keyframes."""
 
     def go() -> None:
-        from pipeline.errors import ConfigError
-        from pipeline.render import lake_connection
-        from pipeline.report import write_report
+        from videolake.pipeline.errors import ConfigError
+        from videolake.pipeline.render import lake_connection
+        from videolake.pipeline.report import write_report
 
         if keyframes < 0 or (bucket_s is not None and bucket_s <= 0):
             raise ConfigError("--keyframes must be >= 0 and --bucket-s > 0")
@@ -76,10 +76,10 @@ def eval_actions(
     """Per-class precision, recall, F1 and the confusion matrix of an action model on labelled clips."""
 
     def go() -> None:
-        from pipeline.actions import ActionModel
-        from pipeline.labels import load_labelled_sequences
-        from pipeline.render import lake_connection
-        from pipeline.train import evaluate_on_labels
+        from videolake.pipeline.actions import ActionModel
+        from videolake.pipeline.labels import load_labelled_sequences
+        from videolake.pipeline.render import lake_connection
+        from videolake.pipeline.train import evaluate_on_labels
 
         model = ActionModel.load(actions)
         con = lake_connection(lake)

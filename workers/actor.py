@@ -11,9 +11,9 @@ import socket
 
 import ray
 
-from pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
-from pipeline.config import RunConfig
-from pipeline.detect import Detector
+from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.detect import Detector
 
 __all__ = ["VideoWorker", "ProgressCounter"]
 
@@ -44,7 +44,7 @@ class VideoWorker:
                  progress_name: str | None = None, storage_env: dict[str, str] | None = None) -> None:
         import torch  # here, not at the top: the driver imports this module and never needs torch
 
-        from pipeline.actions import ActionModel
+        from videolake.pipeline.actions import ActionModel
 
         # Bucket endpoint and credentials from the driver, as an argument: never in a runtime env or a log.
         os.environ.update(storage_env or {})

@@ -23,12 +23,12 @@ from typing import Iterator, Sequence
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
 
-from pipeline.analyze import ShardJob, ShardResult
-from pipeline.config import RunConfig
-from pipeline.errors import ConfigError, ModelError, VideolakeError
-from pipeline.models import ModelInfo
-from pipeline.storage import forwarded_env
-from workers.actor import ProgressCounter, VideoWorker
+from videolake.pipeline.analyze import ShardJob, ShardResult
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
+from videolake.pipeline.models import ModelInfo
+from videolake.pipeline.storage import forwarded_env
+from videolake.workers.actor import ProgressCounter, VideoWorker
 
 __all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan",
            "NodeResources", "cluster_nodes", "actor_resources"]

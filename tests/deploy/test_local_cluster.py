@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.query import run_sql
+from videolake.pipeline.query import run_sql
 from tests.conftest import FAST, videolake_bin
 
 pytestmark = pytest.mark.slow
@@ -134,8 +134,8 @@ def one_machine_lake(local_cluster, samples_dir, tmp_path_factory):
 
 PLACEMENT = """
 import json, ray
-from pipeline.config import RunConfig
-from workers.pool import actor_resources, cluster_nodes, plan_workers
+from videolake.pipeline.config import RunConfig
+from videolake.workers.pool import actor_resources, cluster_nodes, plan_workers
 
 ray.init(logging_level="ERROR", log_to_driver=False)  # RAY_ADDRESS from the environment; workers' prints stay in their logs
 
@@ -183,9 +183,9 @@ def test_the_flow_runs_on_the_cluster_s_nodes_and_fills_the_lake_as_one_machine_
 
 GROWTH = """
 import json, sys, time, ray
-from pipeline.config import RunConfig
-from pipeline.models import resolve_actions, resolve_detector
-from workers.pool import WorkerPool
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.models import resolve_actions, resolve_detector
+from videolake.workers.pool import WorkerPool
 
 ray.init(logging_level="ERROR", log_to_driver=False)  # RAY_ADDRESS from the environment; workers' prints stay in their logs
 pool = WorkerPool(RunConfig(imgsz=320, analysis_fps=4.0, device="cpu"), resolve_detector(), resolve_actions())

@@ -22,8 +22,8 @@ def _declared() -> dict:
 def test_the_declared_deployment_matches_the_flow_and_the_cli():
     from prefect.client.schemas.schedules import CronSchedule
 
-    from flows.analyze import analyze
-    from pipeline.config import RunConfig
+    from videolake.flows.analyze import analyze
+    from videolake.pipeline.config import RunConfig
 
     d = _declared()
     path, _, name = d["entrypoint"].partition(":")

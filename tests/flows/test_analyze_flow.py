@@ -6,8 +6,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.analyze import analyze
-from pipeline.query import run_sql
+from videolake.flows.analyze import analyze
+from videolake.pipeline.query import run_sql
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.slow

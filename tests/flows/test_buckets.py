@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from flows.analyze import analyze
-from pipeline.query import run_sql
+from videolake.flows.analyze import analyze
+from videolake.pipeline.query import run_sql
 from tests.conftest import FAST, videolake_bin
 from tests.objectstore import ACCESS_KEY, SECRET, flaky_proxy, proxy_stats
 

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from pipeline.query import run_sql
+from videolake.pipeline.query import run_sql
 from tests.conftest import FAST, videolake_bin
 
 

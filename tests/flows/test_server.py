@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from pipeline.query import run_sql
+from videolake.pipeline.query import run_sql
 from tests.conftest import videolake_bin
 from tests.test_cli import FAST_FLAGS, vl
 

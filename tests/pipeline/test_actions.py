@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.actions import ACTIONS, ActionLSTM, ActionModel, pad_sequences
-from pipeline.errors import ModelError
-from pipeline.features import N_FEATURES
-from pipeline.models import default_actions_path
-from pipeline.synthetic import generate_features, generate_tracks
-from pipeline.train import evaluate
+from videolake.pipeline.actions import ACTIONS, ActionLSTM, ActionModel, pad_sequences
+from videolake.pipeline.errors import ModelError
+from videolake.pipeline.features import N_FEATURES
+from videolake.pipeline.models import default_actions_path
+from videolake.pipeline.synthetic import generate_features, generate_tracks
+from videolake.pipeline.train import evaluate
 
 
 def test_lstm_maps_padded_sequences_of_any_length_to_class_logits():

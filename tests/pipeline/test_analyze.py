@@ -3,14 +3,14 @@
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.actions import ActionModel
-from pipeline.analyze import ShardJob, VideoAnalyzer, prefetch
-from pipeline.config import RunConfig
-from pipeline.decode import probe
-from pipeline.detect import Detector
-from pipeline.shards import Shard, plan_shards
-from pipeline.models import default_actions_path, default_detector_path
-from pipeline.sources import video_id_for
+from videolake.pipeline.actions import ActionModel
+from videolake.pipeline.analyze import ShardJob, VideoAnalyzer, prefetch
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.decode import probe
+from videolake.pipeline.detect import Detector
+from videolake.pipeline.shards import Shard, plan_shards
+from videolake.pipeline.models import default_actions_path, default_detector_path
+from videolake.pipeline.sources import video_id_for
 from tests.conftest import FAST
 
 
@@ -54,7 +54,7 @@ def test_carphone_gives_tracked_detections_and_one_clip_row_per_track_and_window
 
 @pytest.mark.parametrize("name", ["zero_bytes", "text", "audio_only"])
 def test_bad_videos_come_back_failed_with_the_reason_and_write_nothing(analyzer, corpus, tmp_path, name):
-    from pipeline.decode import VideoInfo
+    from videolake.pipeline.decode import VideoInfo
 
     path = corpus[name].path
     info = VideoInfo(str(path), None, None, 10, 10, "unknown", None)  # as if a probe had passed

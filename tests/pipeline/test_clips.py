@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from pipeline.actions import ActionModel
-from pipeline.clips import ClipAccumulator, clip_bounds, clip_index
-from pipeline.detect import Detections
-from pipeline.models import default_actions_path
+from videolake.pipeline.actions import ActionModel
+from videolake.pipeline.clips import ClipAccumulator, clip_bounds, clip_index
+from videolake.pipeline.detect import Detections
+from videolake.pipeline.models import default_actions_path
 
 
 @pytest.mark.parametrize(

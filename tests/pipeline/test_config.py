@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.config import RunConfig, load_config_file
-from pipeline.errors import ConfigError
+from videolake.pipeline.config import RunConfig, load_config_file
+from videolake.pipeline.errors import ConfigError
 
 
 def test_defaults_match_the_documented_cli_defaults():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pipeline.decode import DecodeStats, PtsSampler, iter_frames, probe
-from pipeline.errors import DecodeError, SourceError
+from videolake.pipeline.decode import DecodeStats, PtsSampler, iter_frames, probe
+from videolake.pipeline.errors import DecodeError, SourceError
 
 
 @pytest.mark.parametrize(

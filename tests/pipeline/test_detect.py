@@ -4,10 +4,10 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.config import RunConfig
-from pipeline.detect import Detections, Detector, resolve_runtime
-from pipeline.errors import ConfigError
-from pipeline.models import default_detector_path, exported_detector
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.detect import Detections, Detector, resolve_runtime
+from videolake.pipeline.errors import ConfigError
+from videolake.pipeline.models import default_detector_path, exported_detector
 from tests.media import real_frames
 
 
@@ -108,7 +108,7 @@ def test_failed_export_falls_back_to_pytorch_with_a_warning(tmp_path, monkeypatc
     blocked = tmp_path / "cache"
     blocked.write_text("a file where the cache folder should be")  # the export cannot be written
     monkeypatch.setenv("VIDEOLAKE_CACHE", str(blocked))
-    with caplog.at_level(logging.WARNING, logger="pipeline.detect"):
+    with caplog.at_level(logging.WARNING, logger="videolake.pipeline.detect"):
         d = Detector(str(default_detector_path()), imgsz=320, runtime="onnx")
     assert d.runtime == "torch" and "running the detector in PyTorch instead" in caplog.text
     assert len(d(real_frames("carphone_pristine.mp4", limit=1))[0]) == 1
@@ -132,7 +132,7 @@ def test_bad_runtime_and_batch_defaults():
 
 
 def test_bad_weights_are_a_model_error(tmp_path):
-    from pipeline.errors import ModelError
+    from videolake.pipeline.errors import ModelError
 
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not weights")

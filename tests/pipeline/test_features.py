@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.features import FEATURE_NAMES, N_FEATURES, is_fall_class, person_class_ids, track_features
+from videolake.pipeline.features import FEATURE_NAMES, N_FEATURES, is_fall_class, person_class_ids, track_features
 
 IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 

@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.actions import ActionModel
-from pipeline.errors import ConfigError
-from pipeline.labels import load_labelled_sequences
-from pipeline.models import default_actions_path
-from pipeline.query import connect
-from pipeline.train import TrainConfig, evaluate_on_labels, majority_baseline, train_on_labels
+from videolake.pipeline.actions import ActionModel
+from videolake.pipeline.errors import ConfigError
+from videolake.pipeline.labels import load_labelled_sequences
+from videolake.pipeline.models import default_actions_path
+from videolake.pipeline.query import connect
+from videolake.pipeline.train import TrainConfig, evaluate_on_labels, majority_baseline, train_on_labels
 from tests.real_lake import real_lake
 from tests.synthetic_lake import CLASS_NAMES, CONFIG_HASH, write_synthetic_lake
 

@@ -5,8 +5,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import LakeError
-from pipeline.lake import SCHEMA_VERSION, SCHEMAS, ParquetSink, check_writable, table_path, write_table
+from videolake.pipeline.errors import LakeError
+from videolake.pipeline.lake import SCHEMA_VERSION, SCHEMAS, ParquetSink, check_writable, table_path, write_table
 
 
 def test_every_table_has_a_schema_with_the_contract_columns():
@@ -69,8 +69,8 @@ def test_unwritable_lake_fails_early_naming_the_path(tmp_path):
 
 
 def test_compaction_merges_finished_videos_files_without_changing_query_results(tmp_path):
-    from pipeline.compact import compact, lake_files
-    from pipeline.query import run_sql
+    from videolake.pipeline.compact import compact, lake_files
+    from videolake.pipeline.query import run_sql
     from tests.synthetic_lake import write_sharded_video
 
     for v in range(3):  # v2 is still being analysed: its shard files must stay for the stitch step
@@ -89,7 +89,7 @@ def test_an_interrupted_compaction_never_shows_rows_twice(tmp_path):
     import json
     import shutil
 
-    from pipeline.compact import compact, lake_files
+    from videolake.pipeline.compact import compact, lake_files
 
     kw = dict(config_hash="h", video_id="v", content_key="c")
     for shard in range(2):

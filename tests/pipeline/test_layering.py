@@ -5,7 +5,7 @@ def test_library_has_no_ray_or_prefect_imports():
     import ast
     from pathlib import Path
 
-    import pipeline
+    import videolake.pipeline as pipeline
 
     for path in Path(pipeline.__file__).parent.glob("*.py"):
         tree = ast.parse(path.read_text())
@@ -15,7 +15,7 @@ def test_library_has_no_ray_or_prefect_imports():
 
 
 def test_every_public_name_resolves():
-    import pipeline
+    import videolake.pipeline as pipeline
 
     missing = [name for name in pipeline.__all__ if getattr(pipeline, name, None) is None]
     assert not missing

@@ -3,12 +3,12 @@ import sys
 
 import pytest
 
-from pipeline.errors import ModelError
-from pipeline.models import action_classes, default_detector_path, resolve_actions, resolve_detector
+from videolake.pipeline.errors import ModelError
+from videolake.pipeline.models import action_classes, default_detector_path, resolve_actions, resolve_detector
 
 
 def test_default_detector_is_found_through_metadata_without_importing_its_package():
-    code = ("import sys; from pipeline.models import default_detector_path; p = default_detector_path(); "
+    code = ("import sys; from videolake.pipeline.models import default_detector_path; p = default_detector_path(); "
             "assert 'fall_detection' not in sys.modules; print(p)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out.endswith("fall_detection/models/best.pt")

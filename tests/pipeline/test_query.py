@@ -1,8 +1,8 @@
 import pytest
 
-from pipeline.errors import LakeError
-from pipeline.lake import table_path, write_table
-from pipeline.query import describe_views, run_sql
+from videolake.pipeline.errors import LakeError
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.query import describe_views, run_sql
 
 
 def test_an_empty_lake_still_has_every_view_with_its_columns(tmp_path):

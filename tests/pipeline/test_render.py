@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from pipeline.decode import iter_frames, probe
-from pipeline.errors import ConfigError, SourceError
-from pipeline.lake import table_path, write_table
-from pipeline.query import connect
-from pipeline.render import find_video, frames_between, label_for, load_overlay, render_clip
+from videolake.pipeline.decode import iter_frames, probe
+from videolake.pipeline.errors import ConfigError, SourceError
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.query import connect
+from videolake.pipeline.render import find_video, frames_between, label_for, load_overlay, render_clip
 from tests.real_lake import real_lake
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.lake import table_path, write_table
-from pipeline.plots import action_colors
-from pipeline.query import connect
-from pipeline.report import choose_bucket_s, write_report
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.plots import action_colors
+from videolake.pipeline.query import connect
+from videolake.pipeline.report import choose_bucket_s, write_report
 from tests.real_lake import real_lake
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

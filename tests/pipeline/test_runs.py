@@ -1,8 +1,8 @@
 """Which sources a run takes on, from what the lake holds: pure, before Prefect or Ray start."""
 
-from pipeline.ledger import LakeState
-from pipeline.runs import triage
-from pipeline.sources import VideoSource
+from videolake.pipeline.ledger import LakeState
+from videolake.pipeline.runs import triage
+from videolake.pipeline.sources import VideoSource
 
 
 def _source(name: str, content_key: str = "k1") -> VideoSource:

@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.errors import SourceError
-from pipeline.sources import discover, video_id_for
+from videolake.pipeline.errors import SourceError
+from videolake.pipeline.sources import discover, video_id_for
 
 
 def test_discover_walks_folders_by_extension_and_takes_named_files(tmp_path):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.lake import table_path, write_table
-from pipeline.query import connect, run_sql
-from pipeline.sqlpack import SQL_PACK_NAMES
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.query import connect, run_sql
+from videolake.pipeline.sqlpack import SQL_PACK_NAMES
 from tests.real_lake import real_lake
 
 H = "00000000000000aa"

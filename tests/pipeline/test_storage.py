@@ -7,11 +7,11 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import storage
-from pipeline.errors import ConfigError, LakeError, SourceError
-from pipeline.lake import ParquetSink, check_writable, table_path
-from pipeline.ledger import read_lake_state
-from pipeline.sources import discover
+from videolake.pipeline import storage
+from videolake.pipeline.errors import ConfigError, LakeError, SourceError
+from videolake.pipeline.lake import ParquetSink, check_writable, table_path
+from videolake.pipeline.ledger import read_lake_state
+from videolake.pipeline.sources import discover
 from tests.objectstore import SECRET
 
 
@@ -85,7 +85,7 @@ def test_a_parquet_sink_to_a_bucket_shows_nothing_until_it_closes(s3):
 
 
 def test_a_video_streams_from_the_bucket_without_a_local_copy(s3, samples_dir):
-    from pipeline.decode import iter_frames, probe
+    from videolake.pipeline.decode import iter_frames, probe
 
     bucket = f"{s3.prefix}-cams"
     s3.mkdir(bucket)
@@ -98,8 +98,8 @@ def test_a_video_streams_from_the_bucket_without_a_local_copy(s3, samples_dir):
 
 
 def test_compaction_on_a_bucket_lake_keeps_query_results(s3):
-    from pipeline.compact import compact, lake_files
-    from pipeline.query import run_sql
+    from videolake.pipeline.compact import compact, lake_files
+    from videolake.pipeline.query import run_sql
     from tests.synthetic_lake import write_sharded_video
 
     bucket = f"{s3.prefix}-lake"

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from pipeline.detect import Detections, Detector
-from pipeline.models import default_detector_path
-from pipeline.track import Tracker
+from videolake.pipeline.detect import Detections, Detector
+from videolake.pipeline.models import default_detector_path
+from videolake.pipeline.track import Tracker
 from tests.media import real_frames
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.config import RunConfig
-from pipeline.errors import ConfigError
-from workers.pool import NodeResources, WorkerPlan, plan_workers
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.errors import ConfigError
+from videolake.workers.pool import NodeResources, WorkerPlan, plan_workers
 
 
 def _nodes(*spec: tuple[float, float]) -> list[NodeResources]:

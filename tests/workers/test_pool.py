@@ -12,25 +12,25 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analyze import ShardJob
-from pipeline.config import RunConfig
-from pipeline.decode import probe
-from pipeline.models import resolve_actions, resolve_detector
-from pipeline.shards import Shard
-from pipeline.sources import video_id_for
+from videolake.pipeline.analyze import ShardJob
+from videolake.pipeline.config import RunConfig
+from videolake.pipeline.decode import probe
+from videolake.pipeline.models import resolve_actions, resolve_detector
+from videolake.pipeline.shards import Shard
+from videolake.pipeline.sources import video_id_for
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.slow
 
 
 def test_plan_uses_the_cluster_s_cpus(ray_local):
-    from workers.pool import cluster_nodes, plan_workers
+    from videolake.workers.pool import cluster_nodes, plan_workers
 
     nodes = cluster_nodes()
     assert [(n.cpus, n.gpus) for n in nodes] == [(2.0, 0.0)]
     plan = plan_workers(RunConfig(), nodes)
     assert (plan.workers, plan.threads, plan.device, plan.num_gpus) == (1, 2, "cpu", 0)
-    from pipeline.errors import ConfigError
+    from videolake.pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs a GPU"):
         plan_workers(RunConfig(device="cuda"), nodes)
@@ -39,7 +39,7 @@ def test_plan_uses_the_cluster_s_cpus(ray_local):
 def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, samples_dir, tmp_path):
     import ray
 
-    from workers.pool import WorkerLost, WorkerPool
+    from videolake.workers.pool import WorkerLost, WorkerPool
 
     pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
     try:
@@ -69,7 +69,7 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
 
 
 def test_a_shard_past_its_time_limit_is_stopped_and_the_worker_restarts(ray_local, samples_dir, tmp_path):
-    from workers.pool import ShardTimeout, WorkerPool
+    from videolake.workers.pool import ShardTimeout, WorkerPool
 
     pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
     try:
@@ -88,7 +88,7 @@ def test_a_shard_past_its_time_limit_is_stopped_and_the_worker_restarts(ray_loca
 def test_gpu_actors_share_a_gpu_half_each_and_record_it(ray_local, samples_dir, tmp_path):
     import ray
 
-    from workers.pool import WorkerPool
+    from videolake.workers.pool import WorkerPool
 
     pool = WorkerPool(RunConfig(**FAST, device="cuda", gpus_per_worker=0.5), resolve_detector(), resolve_actions())
     try:
