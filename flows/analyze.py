@@ -213,6 +213,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                 shard = job.shard
                 if isinstance(outcome, ShardResult):
                     summary.shards_processed += 1
+                    summary.features = outcome.features or summary.features
                     video.records.append(_record(video, shard, "ok", run_id, outcome))
                 else:
                     kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("worker", str(outcome))

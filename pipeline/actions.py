@@ -16,7 +16,7 @@ from videolake.pipeline.features import FEATURE_NAMES, N_FEATURES
 
 __all__ = ["ACTIONS", "UNKNOWN", "ActionLSTM", "ActionModel", "ActionPrediction"]
 
-ACTIONS = ("standing", "walking", "running", "falling", "lying")
+ACTIONS = ("standing", "walking", "running", "sitting", "lying", "falling")
 UNKNOWN = "unknown"
 
 
@@ -61,6 +61,11 @@ class ActionModel:
         self.net = net.eval()
         self.classes = tuple(classes)
         self.metadata = dict(metadata or {})
+
+    @property
+    def unknown_below(self) -> float:
+        """A top probability under this is reported as ``unknown`` (calibrated when the model was trained)."""
+        return float(self.metadata.get("unknown_below", 0.0))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ActionModel:
@@ -107,12 +112,18 @@ class ActionModel:
         x, lengths = pad_sequences(sequences)
         return torch.softmax(self.net(x, lengths), dim=1).numpy()
 
-    def classify(self, sequences: Sequence[np.ndarray], min_frames: int = 1) -> list[ActionPrediction]:
-        """One prediction per sequence; sequences shorter than ``min_frames`` get ``unknown``."""
-        keep = [i for i, s in enumerate(sequences) if len(s) >= max(1, min_frames)]
+    def classify(self, sequences: Sequence[np.ndarray], known: Sequence[bool] | None = None) -> list[ActionPrediction]:
+        """One prediction per sequence. ``known[i]`` False (too little evidence) gives ``unknown`` without a guess;
+        a top probability under ``unknown_below`` gives ``unknown`` with the probabilities kept."""
+        known = [True] * len(sequences) if known is None else list(known)
+        keep = [i for i, s in enumerate(sequences) if known[i] and len(s) > 0]
         probs = self.predict_proba([sequences[i] for i in keep])
         out = [ActionPrediction(UNKNOWN, None, None) for _ in sequences]
         for row, i in zip(probs, keep):
             best = int(row.argmax())
-            out[i] = ActionPrediction(self.classes[best], float(row[best]), [round(float(p), 5) for p in row])
+            rounded = [round(float(p), 5) for p in row]
+            if row[best] < self.unknown_below:
+                out[i] = ActionPrediction(UNKNOWN, None, rounded)
+            else:
+                out[i] = ActionPrediction(self.classes[best], float(row[best]), rounded)
         return out

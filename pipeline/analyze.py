@@ -26,15 +26,16 @@ from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
 from videolake.pipeline.detect import Detections, Detector
 from videolake.pipeline.errors import DecodeError, LakeError, SourceError, StorageError, VideolakeError
-from videolake.pipeline.features import is_fall_class, person_class_ids
+from videolake.pipeline.features import person_class_ids
 from videolake.pipeline.lake import ParquetSink, table_path, write_table
 from videolake.pipeline.shards import SHARD_TRACK_STRIDE, Shard
 from videolake.pipeline.track import Tracker
 
 if TYPE_CHECKING:  # torch loads only where a model runs (the Ray actor), not in the driver
     from videolake.pipeline.actions import ActionModel
+    from videolake.pipeline.pose import PoseEstimator
 
-__all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "prefetch", "error_kind"]
+__all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "prefetch", "error_kind", "load_pose"]
 
 T = TypeVar("T")
 
@@ -76,6 +77,19 @@ class ShardResult:
     node_ip: str | None = None
     gpu_ids: list[str] = field(default_factory=list)  # GPUs Ray assigned to the actor; empty on CPU
     attempts: int = 1
+    features: str | None = None  # what the actions saw: "pose" (keypoints) or "box" (boxes only)
+
+
+def load_pose(config: RunConfig, detector: Detector, threads: int | None = None) -> PoseEstimator | None:
+    """The top-down pose model of ``config.pose``; None for ``none`` or when the detector gives keypoints itself."""
+    from videolake.pipeline.models import resolve_pose
+
+    info = resolve_pose(config.pose)
+    if info is None or detector.has_keypoints:
+        return None
+    from videolake.pipeline.pose import PoseEstimator
+
+    return PoseEstimator(info.path, imgsz=config.pose_imgsz, device=detector.device, runtime=config.runtime, threads=threads)
 
 
 def error_kind(exc: BaseException) -> str:
@@ -87,14 +101,23 @@ def error_kind(exc: BaseException) -> str:
 
 
 class VideoAnalyzer:
-    """Loaded models plus settings; ``analyze`` processes one shard."""
+    """Loaded models plus settings; ``analyze`` processes one shard.
 
-    def __init__(self, config: RunConfig, detector: Detector, action_model: ActionModel) -> None:
+    Keypoints come from the detector when it is a pose model, else from ``pose`` (top-down on
+    the tracked person boxes); with neither, actions use box features only (``features == "box"``).
+    """
+
+    def __init__(self, config: RunConfig, detector: Detector, action_model: ActionModel, pose: PoseEstimator | None = None) -> None:
         self.config = config
         self.detector = detector
         self.action_model = action_model
+        self.pose = None if detector.has_keypoints else pose
         self.person_ids = person_class_ids(detector.names)
-        self.fall_ids = {i for i, name in detector.names.items() if is_fall_class(name)}
+
+    @property
+    def features(self) -> str:
+        """``pose`` when actions see keypoints, ``box`` when they see boxes only."""
+        return "pose" if self.detector.has_keypoints or self.pose is not None else "box"
 
     def analyze(self, job: ShardJob, progress: Callable[[int], None] | None = None) -> ShardResult:
         started = time.perf_counter()
@@ -118,7 +141,7 @@ class VideoAnalyzer:
         tracker = Tracker(cfg.tracker, fps=track_fps)
         clips = ClipAccumulator(
             self.action_model, cfg.clip_seconds, info.width, info.height,
-            self.person_ids, self.fall_ids, cfg.min_track_frames,
+            self.person_ids, with_pose=self.features == "pose", min_frames=cfg.min_track_frames,
         )
         id_offset = shard.index * SHARD_TRACK_STRIDE
         stats = DecodeStats()
@@ -137,10 +160,10 @@ class VideoAnalyzer:
             size = cfg.batch_for(self.detector.device)
             for batch in prefetch(_batched((f for f in frames if f.t_s >= shard.warmup_from_s - 1e-9), size), depth=2):
                 detections = self.detector([f.image for f in batch])
-                tracked = []
-                for frame, dets in zip(batch, detections):
-                    dets = tracker.update(dets, frame.image)
-                    tracked.append(dets)
+                tracked = [tracker.update(dets, frame.image) for frame, dets in zip(batch, detections)]
+                if self.pose is not None:
+                    tracked = self.pose([f.image for f in batch], tracked, self.person_ids)
+                for frame, dets in zip(batch, tracked):
                     emit_clips(clips.add(frame.t_s, dets))
                 owned = [shard.owns(f.t_s) for f in batch]
                 det_sink.write(_detection_columns(batch, tracked, owned, self.detector.names, job, id_offset))
@@ -154,6 +177,7 @@ class VideoAnalyzer:
         result = ShardResult(
             job.video_id, shard.index, "ok", warning="; ".join(stats.warnings) or None, frames_analyzed=frames_owned,
             n_detections=n_detections, n_clips=sum(clip_counts.values()), clips_by_action=dict(clip_counts),
+            features=self.features,
         )
         write_table(job.path("ledger"), "ledger", [{
             "video_id": job.video_id, "content_key": job.content_key, "shard_index": shard.index,
@@ -241,9 +265,22 @@ def _detection_columns(
         "x1": xyxy[:, 0], "y1": xyxy[:, 1], "x2": xyxy[:, 2], "y2": xyxy[:, 3],
     }
     if not overlap:
+        columns.update(_keypoint_columns(dets, n))
         columns["class_name"] = [names.get(int(c), str(c)) for c in class_id]
         columns["run_id"] = [job.run_id] * n
     return columns
+
+
+def _keypoint_columns(dets: list[Detections], n: int) -> dict:
+    """``kp_x``, ``kp_y``, ``kp_conf`` (17 COCO keypoints, frame pixels) and ``pose_confidence``; null without a skeleton."""
+    if any(d.keypoints is None for d in dets):
+        return {}
+    kp = np.concatenate([d.keypoints for d in dets]).reshape(n, 17, 3)
+    pose_conf = np.concatenate([d.pose_confidence for d in dets])
+    found = pose_conf > 0
+    lists = {name: pa.array([list(v) if f else None for v, f in zip(np.round(kp[:, :, j], 2), found)], type=pa.list_(pa.float32()))
+             for j, name in enumerate(("kp_x", "kp_y", "kp_conf"))}
+    return {**lists, "pose_confidence": pa.array(pose_conf, type=pa.float32(), mask=~found)}
 
 
 def _clip_columns(rows: list[ClipRow], job: ShardJob, id_offset: int) -> dict:
@@ -262,5 +299,6 @@ def _clip_columns(rows: list[ClipRow], job: ShardJob, id_offset: int) -> dict:
         "action_confidence": [r.action_confidence for r in rows],
         "action_probs": [r.action_probs for r in rows],
         "n_frames": [r.n_frames for r in rows],
+        "n_pose_frames": [r.n_pose_frames for r in rows],
         "run_id": [job.run_id] * n,
     }

@@ -1,25 +1,40 @@
-"""Clip windows and the per-track action classification inside them.
+"""Clip windows and the per-track action decision inside them.
 
 Clips are windows of ``clip_seconds`` aligned to the video's start: clip ``k`` covers
 ``[k * clip_seconds, (k + 1) * clip_seconds)``. Tracks are buffered for the current
 window only, so memory does not grow with the video's length.
+
+What a tracked box gets in a window (``clip_evidence``, shared with training on labels):
+
+- no row at all when the box is not a person: with pose, fewer than half of its frames show
+  a person to the pose model (a plausible skeleton, or the pose model's person confidence of
+  at least ``PERSON_CONFIDENCE``);
+- ``unknown`` when the evidence is too thin to say: fewer than ``min_frames`` detections, or
+  (with pose) fewer than ``min_frames`` frames with a usable skeleton or fewer than half;
+- otherwise the action model's class, or ``unknown`` when its top probability is under the
+  model's calibrated threshold (``ActionModel.classify``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from videolake.pipeline.detect import Detections
-from videolake.pipeline.features import N_FEATURES, track_features
+from videolake.pipeline.features import TrackSeries, skeleton_ok, window_features
 
 if TYPE_CHECKING:  # torch loads only where a model runs, not in the driver
     from videolake.pipeline.actions import ActionModel
 
-__all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator"]
+__all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator", "Evidence", "clip_evidence", "PERSON_CONFIDENCE"]
+
+# The pose model's own confidence that a person is in the crop, enough on its own (a seated
+# person seen from the chest up has no usable skeleton, but is a person).
+PERSON_CONFIDENCE = 0.7
 
 
 def clip_index(t_s: float, clip_seconds: float) -> int:
@@ -28,6 +43,26 @@ def clip_index(t_s: float, clip_seconds: float) -> int:
 
 def clip_bounds(index: int, clip_seconds: float) -> tuple[float, float]:
     return index * clip_seconds, (index + 1) * clip_seconds
+
+
+class Evidence(Enum):
+    NOT_A_PERSON = "not_a_person"  # no row
+    UNKNOWN = "unknown"            # a row, action unknown
+    ENOUGH = "enough"              # a row, classified
+
+
+def clip_evidence(window: TrackSeries, min_frames: int) -> Evidence:
+    """What one track's detections inside one clip window are evidence of (see the module docstring)."""
+    n = len(window.t_s)
+    if window.keypoints is None or window.pose_confidence is None:  # box-only results
+        return Evidence.ENOUGH if n >= min_frames else Evidence.UNKNOWN
+    skeletons = skeleton_ok(window.keypoints, window.pose_confidence)
+    person = skeletons | (window.pose_confidence >= PERSON_CONFIDENCE)
+    if person.sum() * 2 < n:
+        return Evidence.NOT_A_PERSON
+    if n < min_frames or skeletons.sum() < min_frames or skeletons.sum() * 2 < n:
+        return Evidence.UNKNOWN
+    return Evidence.ENOUGH
 
 
 @dataclass(frozen=True)
@@ -40,6 +75,7 @@ class ClipRow:
     action_confidence: float | None
     action_probs: list[float] | None
     n_frames: int
+    n_pose_frames: int | None
 
 
 @dataclass
@@ -47,11 +83,23 @@ class _TrackWindow:
     t_s: list[float] = field(default_factory=list)
     xyxy: list[np.ndarray] = field(default_factory=list)
     confidence: list[float] = field(default_factory=list)
-    fall_score: list[float] = field(default_factory=list)
+    keypoints: list[np.ndarray] = field(default_factory=list)
+    pose_confidence: list[float] = field(default_factory=list)
+
+    def series(self, frame_size: tuple[int, int], with_pose: bool) -> TrackSeries:
+        return TrackSeries(
+            np.array(self.t_s, np.float64), np.array(self.xyxy, np.float32).reshape(-1, 4), np.array(self.confidence, np.float32),
+            np.array(self.keypoints, np.float32).reshape(-1, 17, 3) if with_pose else None,
+            np.array(self.pose_confidence, np.float32) if with_pose else None, *frame_size,
+        )
 
 
 class ClipAccumulator:
-    """Feed frames in time order with ``add``; completed windows come back as ``ClipRow``s."""
+    """Feed frames in time order with ``add``; completed windows come back as ``ClipRow``s.
+
+    ``with_pose``: detections carry keypoints (else the run is box-only and every tracked box
+    of a person class is taken for a person).
+    """
 
     def __init__(
         self,
@@ -60,32 +108,35 @@ class ClipAccumulator:
         frame_width: int,
         frame_height: int,
         person_class_ids: set[int],
-        fall_class_ids: set[int],
+        with_pose: bool,
         min_frames: int = 4,
     ) -> None:
         self.model = model
         self.clip_seconds = clip_seconds
         self.frame_size = (frame_width, frame_height)
         self.person_class_ids = person_class_ids
-        self.fall_class_ids = fall_class_ids
+        self.with_pose = with_pose
         self.min_frames = min_frames
         self._window: int | None = None
         self._tracks: dict[int, _TrackWindow] = {}
-        self._previous: dict[int, tuple[int, float, np.ndarray, float, float]] = {}  # last row of the previous window
+        self._previous: dict[int, tuple[int, TrackSeries]] = {}  # last detection of each track's previous window
 
     def add(self, t_s: float, detections: Detections) -> list[ClipRow]:
         index = clip_index(t_s, self.clip_seconds)
         done = self._close_window() if self._window is not None and index != self._window else []
         self._window = index
+        if self.with_pose and detections.keypoints is None and len(detections):
+            raise ValueError("this accumulator expects detections with keypoints (with_pose=True)")
         for i in np.flatnonzero(detections.tracker_id >= 0):
             if int(detections.class_id[i]) not in self.person_class_ids:
                 continue
             track = self._tracks.setdefault(int(detections.tracker_id[i]), _TrackWindow())
-            conf = float(detections.confidence[i])
             track.t_s.append(t_s)
             track.xyxy.append(detections.xyxy[i])
-            track.confidence.append(conf)
-            track.fall_score.append(conf if int(detections.class_id[i]) in self.fall_class_ids else 0.0)
+            track.confidence.append(float(detections.confidence[i]))
+            if self.with_pose:
+                track.keypoints.append(detections.keypoints[i])
+                track.pose_confidence.append(float(detections.pose_confidence[i]))
         return done
 
     def finish(self) -> list[ClipRow]:
@@ -94,28 +145,22 @@ class ClipAccumulator:
     def _close_window(self) -> list[ClipRow]:
         assert self._window is not None
         index = self._window
-        track_ids = sorted(self._tracks)
-        sequences = []
-        for track_id in track_ids:
-            w = self._tracks[track_id]
-            t, boxes = np.array(w.t_s), np.array(w.xyxy, dtype=np.float32).reshape(-1, 4)
-            conf, fall = np.array(w.confidence), np.array(w.fall_score)
-            prev = self._previous.get(track_id)
-            carried = prev is not None and prev[0] == index - 1
-            if carried:
-                t = np.r_[prev[1], t]
-                boxes = np.vstack([prev[2][None], boxes])
-                conf, fall = np.r_[prev[3], conf], np.r_[prev[4], fall]
-            features = track_features(t, boxes, conf, fall, *self.frame_size)
-            sequences.append(features[1:] if carried else features)
-            self._previous[track_id] = (index, float(t[-1]), boxes[-1], float(conf[-1]), float(fall[-1]))
+        decided: list[tuple[int, Evidence, np.ndarray, TrackSeries]] = []
+        for track_id in sorted(self._tracks):
+            series = self._tracks[track_id].series(self.frame_size, self.with_pose)
+            previous = self._previous.get(track_id)
+            carried = previous[1] if previous is not None and previous[0] == index - 1 else None
+            decided.append((track_id, clip_evidence(series, self.min_frames), window_features(series, carried), series))
+            self._previous[track_id] = (index, series.take(np.array([-1])))
         # Forget tracks that did not appear in this window: rates across a gap that long mean nothing.
         self._previous = {k: v for k, v in self._previous.items() if v[0] == index}
-        predictions = self.model.classify([s if len(s) else np.zeros((0, N_FEATURES), np.float32) for s in sequences], self.min_frames)
-        t_start_s, t_end_s = clip_bounds(index, self.clip_seconds)
-        rows = [
-            ClipRow(index, t_start_s, t_end_s, track_id, p.action, p.confidence, p.probs, len(self._tracks[track_id].t_s))
-            for track_id, p in zip(track_ids, predictions)
-        ]
         self._tracks = {}
-        return rows
+        kept = [d for d in decided if d[1] is not Evidence.NOT_A_PERSON]
+        predictions = self.model.classify([features for _, _, features, _ in kept],
+                                          known=[evidence is Evidence.ENOUGH for _, evidence, _, _ in kept])
+        t_start_s, t_end_s = clip_bounds(index, self.clip_seconds)
+        return [
+            ClipRow(index, t_start_s, t_end_s, track_id, p.action, p.confidence, p.probs, len(series.t_s),
+                    int(skeleton_ok(series.keypoints, series.pose_confidence).sum()) if series.keypoints is not None else None)
+            for (track_id, _, _, series), p in zip(kept, predictions)
+        ]

@@ -18,14 +18,14 @@ TRACKERS = ("bytetrack", "botsort")
 RUNTIMES = ("auto", "torch", "onnx")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
 # Bump when a change in the pipeline's logic changes results for the same settings and models.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: pose per person, pose-aware actions with sitting and abstention
 
 # Settings that change what lands in the lake (they go into config_hash). The others
 # (device, workers, ray_address, batch, runtime, limits) only change where, how fast and what is
 # refused. The detector's runtime (ONNX Runtime or PyTorch, fp16 on CUDA) moves boxes by fractions
 # of a pixel, as device and batch do, so it is not part of the hash; tests/pipeline/test_detect.py
 # checks that the runtimes agree.
-_RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min_track_frames", "shard_seconds")
+_RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min_track_frames", "shard_seconds", "pose_imgsz")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class RunConfig:
 
     detector: str = "default"
     actions: str = "default"
+    pose: str = "default"  # top-down pose model: default (embedded yolo11n-pose), Ultralytics pose weights, or none
+    pose_imgsz: int = 192  # pose model input: each person crop is scaled to this square
     analysis_fps: float = 8.0
     imgsz: int = 640
     clip_seconds: float = 2.0
@@ -57,6 +59,8 @@ class RunConfig:
         _check(32 <= self.imgsz <= 4096 and self.imgsz % 32 == 0, f"imgsz must be a multiple of 32 in [32, 4096], got {self.imgsz}")
         _check(self.clip_seconds > 0, f"clip_seconds must be > 0, got {self.clip_seconds}")
         _check(0.0 <= self.conf <= 1.0, f"conf must be in [0, 1], got {self.conf}")
+        _check(32 <= self.pose_imgsz <= 1024 and self.pose_imgsz % 32 == 0,
+               f"pose_imgsz must be a multiple of 32 in [32, 1024], got {self.pose_imgsz}")
         _check(self.tracker in TRACKERS, f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
         _check(_valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
@@ -100,10 +104,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
 
-    def config_hash(self, detector_sha256: str, actions_sha256: str) -> str:
-        """16 hex digits over every setting and model hash that changes results."""
+    def config_hash(self, detector_sha256: str, actions_sha256: str, pose_sha256: str | None) -> str:
+        """16 hex digits over every setting and model hash that changes results (``pose_sha256`` None: no pose)."""
         payload = {k: getattr(self, k) for k in _RESULT_KEYS}
-        payload.update(detector=detector_sha256, actions=actions_sha256, pipeline_version=PIPELINE_VERSION)
+        payload.update(detector=detector_sha256, actions=actions_sha256, pose=pose_sha256 or "none",
+                       pipeline_version=PIPELINE_VERSION)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -2,7 +2,7 @@
 
 On the CPU the detector runs exported to ONNX (ONNX Runtime through Ultralytics' own export
 and predictor: same pre- and post-processing, about twice as fast as PyTorch there); the
-export is cached (``videolake.pipeline.models.exported_detector``) and PyTorch is the fallback. On CUDA
+export is cached (``videolake.pipeline.models.exported_model``) and PyTorch is the fallback. On CUDA
 it runs in PyTorch at half precision.
 """
 
@@ -19,7 +19,7 @@ from videolake.pipeline.config import RUNTIMES
 from videolake.pipeline.errors import ConfigError, ModelError
 from videolake.pipeline.features import person_class_ids
 
-__all__ = ["Detections", "Detector", "RUNTIMES", "resolve_device", "resolve_runtime"]
+__all__ = ["Detections", "Detector", "RUNTIMES", "resolve_device", "resolve_runtime", "load_yolo", "set_onnx_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,18 @@ log = logging.getLogger(__name__)
 class Detections:
     """Boxes of one frame, in pixels of the original frame.
 
-    ``tracker_id`` is -1 for a detection no track claimed.
+    ``tracker_id`` is -1 for a detection no track claimed. ``keypoints`` (n, 17, 3) holds the 17
+    COCO keypoints of each person as (x, y, confidence) in frame pixels, all zero where no skeleton
+    was found; ``pose_confidence`` (n,) is the pose model's confidence that a person is there (0:
+    none found). Both are None when no pose was estimated at all.
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
     tracker_id: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    pose_confidence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -55,6 +60,15 @@ class Detections:
             self.tracker_id = np.asarray(self.tracker_id, dtype=np.int64)
             if self.tracker_id.shape != (n,):
                 raise ValueError(f"tracker_id must have shape ({n},), got {self.tracker_id.shape}")
+        if (self.keypoints is None) != (self.pose_confidence is None):
+            raise ValueError("keypoints and pose_confidence go together: give both or neither")
+        if self.keypoints is not None:
+            self.keypoints = np.asarray(self.keypoints, dtype=np.float32).reshape(n, -1, 3) if n else np.zeros((0, 17, 3), np.float32)
+            self.pose_confidence = np.asarray(self.pose_confidence, dtype=np.float32)
+            if self.keypoints.shape != (n, 17, 3):
+                raise ValueError(f"keypoints must have shape ({n}, 17, 3), got {self.keypoints.shape}")
+            if self.pose_confidence.shape != (n,):
+                raise ValueError(f"pose_confidence must have shape ({n},), got {self.pose_confidence.shape}")
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -62,7 +76,16 @@ class Detections:
     def __getitem__(self, index: Any) -> Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.tracker_id[index])
+        keypoints = None if self.keypoints is None else self.keypoints[index]
+        pose_confidence = None if self.pose_confidence is None else self.pose_confidence[index]
+        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.tracker_id[index],
+                          keypoints, pose_confidence)
+
+    def with_pose(self, keypoints: np.ndarray, pose_confidence: np.ndarray) -> Detections:
+        return Detections(self.xyxy, self.confidence, self.class_id, self.tracker_id, keypoints, pose_confidence)
+
+    def with_tracks(self, tracker_id: np.ndarray) -> Detections:
+        return Detections(self.xyxy, self.confidence, self.class_id, tracker_id, self.keypoints, self.pose_confidence)
 
     @classmethod
     def empty(cls) -> Detections:
@@ -70,16 +93,23 @@ class Detections:
 
     @classmethod
     def from_ultralytics(cls, result: Any) -> Detections:
-        """From an Ultralytics ``Results`` (or its ``Boxes``). Track ids are kept when present."""
+        """From an Ultralytics ``Results`` (or its ``Boxes``). Track ids and keypoints are kept when present."""
         boxes = getattr(result, "boxes", result)
+        keypoints = getattr(result, "keypoints", None)
         if boxes is None or len(boxes) == 0:
-            return cls.empty()
+            empty = cls.empty()
+            return empty.with_pose(np.zeros((0, 17, 3), np.float32), np.zeros(0, np.float32)) if keypoints is not None else empty
         data = boxes.data.cpu().numpy() if hasattr(boxes.data, "cpu") else np.asarray(boxes.data)
         tracker_id = data[:, 4].astype(np.int64) if getattr(boxes, "is_track", False) else None
-        return cls(xyxy=data[:, :4], confidence=data[:, -2], class_id=data[:, -1].astype(np.int64), tracker_id=tracker_id)
+        detections = cls(xyxy=data[:, :4], confidence=data[:, -2], class_id=data[:, -1].astype(np.int64), tracker_id=tracker_id)
+        if keypoints is not None and keypoints.data.shape[1:] == (17, 3):  # a COCO pose model: its own keypoints
+            kp = keypoints.data.cpu().numpy() if hasattr(keypoints.data, "cpu") else np.asarray(keypoints.data)
+            return detections.with_pose(kp, detections.confidence)
+        return detections
 
     def __repr__(self) -> str:
-        return f"Detections(n={len(self)}, tracked={int((self.tracker_id >= 0).sum())})"
+        posed = "" if self.pose_confidence is None else f", posed={int((self.pose_confidence > 0).sum())}"
+        return f"Detections(n={len(self)}, tracked={int((self.tracker_id >= 0).sum())}{posed})"
 
 
 def resolve_device(device: str) -> str:
@@ -117,24 +147,10 @@ class Detector:
         self, weights: str, imgsz: int = 640, conf: float = 0.25, device: str = "cpu", agnostic_nms: bool | None = None,
         runtime: str = "auto", threads: int | None = None,
     ) -> None:
-        from ultralytics import YOLO
-
         self.device = resolve_device(device)
-        self.runtime = resolve_runtime(runtime, self.device, weights)
         self.weights = weights
-        path = weights
-        if self.runtime == "onnx" and Path(weights).suffix == ".pt":
-            from videolake.pipeline.models import exported_detector
-
-            try:
-                path = str(exported_detector(weights, imgsz))
-            except ModelError as exc:
-                log.warning("%s; running the detector in PyTorch instead", exc)
-                self.runtime = "torch"
-        try:
-            self.model = YOLO(path, task="detect")
-        except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types for bad weights
-            raise ModelError(f"cannot load detector {weights}: {exc}") from None
+        self.model, self.runtime = load_yolo(weights, imgsz, self.device, runtime, threads, what="detector")
+        self.task = str(self.model.task)
         self.imgsz = imgsz
         self.conf = conf
         self.half = self.device.startswith("cuda") and self.runtime == "torch"
@@ -144,7 +160,12 @@ class Detector:
         self.agnostic_nms = agnostic_nms if agnostic_nms is not None else person_class_ids(self.names) == set(self.names)
         self(np.zeros((imgsz // 2, imgsz, 3), np.uint8)[None])  # load, fuse and warm up now, not on the first video
         if self.runtime == "onnx" and threads:
-            _set_onnx_threads(self.model, path, threads)
+            set_onnx_threads(self.model, threads)
+
+    @property
+    def has_keypoints(self) -> bool:
+        """A pose model as the detector: its detections carry COCO keypoints of their own."""
+        return self.task == "pose"
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if len(images) == 0:
@@ -159,7 +180,33 @@ class Detector:
         return f"Detector({Path(self.weights).name}, runtime={self.runtime}, device={self.device}, imgsz={self.imgsz})"
 
 
-def _set_onnx_threads(model: Any, path: str, threads: int) -> None:
+def load_yolo(weights: str, imgsz: int, device: str, runtime: str, threads: int | None, what: str) -> tuple[Any, str]:
+    """An Ultralytics model for inference, and the runtime that actually runs it.
+
+    PyTorch weights on the CPU run exported to ONNX (cached, see ``models.exported_model``); a
+    failed export falls back to PyTorch with a warning. The task (detect, pose) is the weights' own.
+    """
+    from ultralytics import YOLO
+
+    chosen = resolve_runtime(runtime, device, weights)
+    path, task = weights, None
+    if chosen == "onnx" and Path(weights).suffix == ".pt":
+        from videolake.pipeline.models import exported_model
+
+        try:
+            exported, task = exported_model(weights, imgsz)
+            path = str(exported)
+        except ModelError as exc:
+            log.warning("%s; running the %s in PyTorch instead", exc, what)
+            chosen = "torch"
+    try:
+        model = YOLO(path, task=task)
+    except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types for bad weights
+        raise ModelError(f"cannot load {what} {weights}: {exc}") from None
+    return model, chosen
+
+
+def set_onnx_threads(model: Any, threads: int) -> None:
     """Rebuild Ultralytics' ONNX Runtime session with ``threads`` intra-op threads (it does not take options)."""
     import onnxruntime as ort
 
@@ -169,4 +216,5 @@ def _set_onnx_threads(model: Any, path: str, threads: int) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    path = str(getattr(model, "ckpt_path", None) or model.model_name)
     backend.session = ort.InferenceSession(path, options, providers=backend.session.get_providers())

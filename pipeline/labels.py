@@ -2,17 +2,21 @@
 
 A labels file (CSV or Parquet) has one row per labelled time range::
 
-    video_id or uri, t_start_s, t_end_s, action[, track_id]
+    video_id or uri, t_start_s, t_end_s, action[, track_id][, x, y]
 
 ``video_id`` may be a lake video id or the source's URI (``uri`` or ``video`` columns are
-accepted too). Without ``track_id`` the label applies to every track seen in the range.
+accepted too). Which person a row is about: ``track_id`` (the lake's track id), or a point
+``x``, ``y`` (pixels) on the person at the middle of the range, which names the track whose box
+holds it there (robust to other settings renumbering tracks); with neither, the label applies to
+every track seen in the range.
 
 Sequences are built exactly as inference builds them (``videolake.pipeline.clips``): per track and
-clip window ``k`` (``[k * clip_seconds, (k + 1) * clip_seconds)``), the track's detections
-in the window, rates carried from its last detection in window ``k - 1``, features from
-``videolake.pipeline.features.track_features``. A (track, window) gets the label that covers most of
-the window, when that label covers at least half of it; windows with fewer than
-``min_track_frames`` detections are skipped (inference calls them ``unknown``).
+clip window ``k`` (``[k * clip_seconds, (k + 1) * clip_seconds)``), the track's detections in the
+window, rates carried from its last detection in window ``k - 1``, features from
+``videolake.pipeline.features.window_features``, and the same evidence rule (``clips.clip_evidence``):
+a (track, window) that inference would not classify (not a person, or too little evidence) is
+counted as such, not trained on. A (track, window) gets the label that covers most of the window,
+when that label covers at least half of it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from videolake.pipeline.clips import clip_bounds, clip_index
+from videolake.pipeline.clips import Evidence, clip_bounds, clip_evidence, clip_index
 from videolake.pipeline.errors import ConfigError, LakeError
-from videolake.pipeline.features import TrackSeries, is_fall_class, person_class_ids, track_features
+from videolake.pipeline.features import TrackSeries, person_class_ids, window_features
 
 __all__ = ["LabelRow", "Labels", "LabelledSequences", "read_labels", "resolve_labels", "LakeConfig", "lake_config",
            "build_sequences", "load_labelled_sequences"]
@@ -49,6 +53,7 @@ class LabelRow:
     t_end_s: float
     action: str
     track_id: int | None
+    point_xy: tuple[float, float] | None = None  # a point on the person at the middle of the range (pixels)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,12 @@ class LakeConfig:
 
 @dataclass
 class LabelledSequences:
-    """Feature sequences (t_i, N_FEATURES), their class indices and where each came from."""
+    """Feature sequences (t_i, N_FEATURES), their class indices and where each came from.
+
+    ``evidence[i]`` is what inference decides for sequence ``i`` before the model runs: only
+    ``ENOUGH`` sequences are classified (and trained on); ``UNKNOWN`` ones are reported unknown
+    and ``NOT_A_PERSON`` ones get no action at all.
+    """
 
     sequences: list[np.ndarray]
     y: np.ndarray                              # (n,) indices into ``classes``
@@ -82,6 +92,14 @@ class LabelledSequences:
     keys: list[tuple[str, int, int]]           # (video_id, track_id, clip_index)
     config: LakeConfig
     rows_without_sequences: list[int] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def classifiable(self) -> LabelledSequences:
+        """Only the sequences inference classifies (what training uses)."""
+        keep = [i for i, e in enumerate(self.evidence) if e is Evidence.ENOUGH]
+        return LabelledSequences([self.sequences[i] for i in keep], self.y[keep], self.classes, self.groups[keep],
+                                 [self.keys[i] for i in keep], self.config, self.rows_without_sequences,
+                                 [Evidence.ENOUGH] * len(keep))
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -137,6 +155,8 @@ def resolve_labels(
         action = _text(data["action"][i])
         track = _number(data["track_id"][i]) if "track_id" in data else None
         has_track = "track_id" in data and _text(data["track_id"][i]) != ""
+        point = (_number(data["x"][i]), _number(data["y"][i])) if "x" in data and "y" in data else (None, None)
+        has_point = point != (None, None)
         if not ref:
             problems["empty video"].append(n)
         elif video_id is None:
@@ -151,8 +171,11 @@ def resolve_labels(
             problems["empty action"].append(n)
         if has_track and (track is None or not float(track).is_integer()):
             problems["track_id not an integer"].append(n)
+        if has_point and None in point:
+            problems["x and y: give both or neither"].append(n)
         if video_id is not None and start is not None and end is not None and action:
-            rows.append(LabelRow(n, video_id, start, end, action, int(track) if has_track and track is not None else None))
+            rows.append(LabelRow(n, video_id, start, end, action, int(track) if has_track and track is not None else None,
+                                 point if has_point and None not in point else None))
     if problems:
         raise ConfigError(f"{source}: bad rows (rows count from 1 after the header): " + "; ".join(
             f"{what}: {_rows_text(numbers)}" for what, numbers in problems.items()))
@@ -194,12 +217,17 @@ def build_sequences(con: duckdb.DuckDBPyConnection, labels: Labels, config: Lake
     for video_id in sorted({r.video_id for r in labels.rows}):
         width, height, duration_s = con.execute(
             "SELECT width, height, duration_s FROM videos WHERE video_id = ? AND config_hash = ? AND status = 'ok' LIMIT 1",
-            [video_id, config.config_hash]).fetchone()
+            [video_id, config.config_hash]).fetchall()[0]
         tracks_by_video[video_id] = _tracks(con, video_id, config.config_hash, persons, int(width), int(height))
         end_of_video_s = duration_s if duration_s else math.inf
         for row in (r for r in labels.rows if r.video_id == video_id):
-            track_ids = [row.track_id] if row.track_id is not None else [
-                t for t, tr in tracks_by_video[video_id].items() if tr.seen_between(row.t_start_s, row.t_end_s)]
+            tracks = tracks_by_video[video_id]
+            if row.track_id is not None:
+                track_ids = [row.track_id]
+            elif row.point_xy is not None:
+                track_ids = _track_at(tracks, (row.t_start_s + row.t_end_s) / 2, row.point_xy, row.t_start_s, row.t_end_s)
+            else:
+                track_ids = [t for t, tr in tracks.items() if tr.seen_between(row.t_start_s, row.t_end_s)]
             first, last = clip_index(row.t_start_s, clip_s), clip_index(max(row.t_start_s, row.t_end_s - 1e-9), clip_s)
             for k in range(first, last + 1):
                 lo, hi = clip_bounds(k, clip_s)
@@ -210,22 +238,23 @@ def build_sequences(con: duckdb.DuckDBPyConnection, labels: Labels, config: Lake
                     if coverage >= _MIN_COVERAGE and coverage > best.get(key, (0.0, 0, ""))[0]:
                         best[key] = (coverage, row.row, row.action)
     class_index = {c: i for i, c in enumerate(labels.classes)}
-    sequences, y, groups, keys = [], [], [], []
+    sequences, y, groups, keys, evidence = [], [], [], [], []
     for key in sorted(best):
         video_id, track_id, k = key
         track = tracks_by_video[video_id].get(track_id)
-        features = track.window_features(k, clip_s, config.min_track_frames) if track is not None else None
-        if features is None:
+        window = track.window(k, clip_s) if track is not None else None
+        if window is None:
             continue
         _, row, action = best[key]
-        sequences.append(features)
+        sequences.append(window_features(window, track.last_before(k, clip_s)))
+        evidence.append(clip_evidence(window, config.min_track_frames))
         y.append(class_index[action])
         groups.append(row)
         keys.append(key)
     used = set(groups)
     return LabelledSequences(
         sequences, np.array(y, dtype=np.int64), labels.classes, np.array(groups, dtype=np.int64), keys, config,
-        rows_without_sequences=[r.row for r in labels.rows if r.row not in used],
+        rows_without_sequences=[r.row for r in labels.rows if r.row not in used], evidence=evidence,
     )
 
 
@@ -239,14 +268,13 @@ def load_labelled_sequences(
     config = lake_config(con, {r.video_id for r in labels.rows}, config_hash)
     data = build_sequences(con, labels, config)
     if len(data) == 0:
-        raise ConfigError(f"{labels_path}: no label covers half a clip window of a track with at least "
-                          f"{config.min_track_frames} detections in it (clip_seconds {config.clip_seconds})")
+        raise ConfigError(f"{labels_path}: no label covers half a clip window of a tracked person "
+                          f"(clip_seconds {config.clip_seconds})")
     empty = [c for c, n in data.counts().items() if n == 0]
     if empty:
         rows = {c: [r.row for r in labels.rows if r.action == c] for c in empty}
         raise ConfigError(f"{labels_path}: class(es) with no usable sequence: " + "; ".join(
-            f"{c!r} (rows {_rows_text(rows[c])}: no tracked person with {config.min_track_frames}+ detections "
-            f"in a clip window the label covers by half)" for c in empty))
+            f"{c!r} (rows {_rows_text(rows[c])}: no tracked box in a clip window the label covers by half)" for c in empty))
     return labels, data
 
 
@@ -257,37 +285,78 @@ class _Track(TrackSeries):
     def seen_between(self, t_start_s: float, t_end_s: float) -> bool:
         return bool(((self.t_s >= t_start_s) & (self.t_s < t_end_s)).any())
 
-    def window_features(self, k: int, clip_s: float, min_frames: int) -> np.ndarray | None:
-        """The features inference computes for this track in clip window ``k`` (None below ``min_frames``)."""
-        windows = np.array([clip_index(t, clip_s) for t in self.t_s])
-        inside = np.flatnonzero(windows == k)
-        if len(inside) < max(1, min_frames):
-            return None
-        first = inside[0]
-        carried = first > 0 and windows[first - 1] == k - 1
-        take = np.r_[first - 1, inside] if carried else inside
-        features = track_features(self.t_s[take], self.xyxy[take], self.confidence[take], self.fall_score[take],
-                                  self.frame_width, self.frame_height)
-        return features[1:] if carried else features
+    def _windows(self, clip_s: float) -> np.ndarray:
+        return np.array([clip_index(t, clip_s) for t in self.t_s], dtype=np.int64)
+
+    def window(self, k: int, clip_s: float) -> TrackSeries | None:
+        """The track's detections in clip window ``k`` (None when it was not seen there)."""
+        inside = np.flatnonzero(self._windows(clip_s) == k)
+        return self.take(inside) if len(inside) else None
+
+    def last_before(self, k: int, clip_s: float) -> TrackSeries | None:
+        """Its last detection in window ``k - 1``, as inference carries it over (None when not seen there)."""
+        before = np.flatnonzero(self._windows(clip_s) == k - 1)
+        return self.take(before[-1:]) if len(before) else None
+
+
+def _track_at(tracks: dict[int, _Track], t_s: float, point_xy: tuple[float, float], t_start_s: float, t_end_s: float) -> list[int]:
+    """The track whose box, at its detection nearest to ``t_s`` inside the range, holds the point (nearest centre wins)."""
+    x, y = point_xy
+    best: tuple[float, int] | None = None
+    for track_id, track in tracks.items():
+        inside = np.flatnonzero((track.t_s >= t_start_s) & (track.t_s < t_end_s))
+        if not len(inside):
+            continue
+        i = inside[np.argmin(np.abs(track.t_s[inside] - t_s))]
+        x1, y1, x2, y2 = track.xyxy[i]
+        if x1 <= x <= x2 and y1 <= y <= y2:
+            distance = float(np.hypot((x1 + x2) / 2 - x, (y1 + y2) / 2 - y))
+            if best is None or distance < best[0]:
+                best = (distance, track_id)
+    return [best[1]] if best else []
 
 
 def _tracks(con: duckdb.DuckDBPyConnection, video_id: str, config_hash: str, persons: set[str], width: int, height: int) -> dict[int, _Track]:
-    det = con.execute(
-        "SELECT track_id, t_s, x1, y1, x2, y2, confidence, class_name FROM detections "
+    det = con.sql(
+        "SELECT track_id, t_s, x1, y1, x2, y2, confidence, class_name, kp_x, kp_y, kp_conf, pose_confidence FROM detections "
         "WHERE video_id = ? AND config_hash = ? AND track_id IS NOT NULL ORDER BY track_id, t_s, frame_index",
-        [video_id, config_hash]).fetchnumpy()
+        params=[video_id, config_hash]).to_arrow_table()
+    with_pose = _run_features(con, config_hash) == "pose"
     out: dict[int, _Track] = {}
-    if len(det["track_id"]) == 0:
+    if det.num_rows == 0:
         return out
-    keep = np.array([name in persons for name in det["class_name"]], dtype=bool)
-    track_ids = np.asarray(det["track_id"])[keep]
+    keep = np.array([name in persons for name in det.column("class_name").to_pylist()], dtype=bool)
+    track_ids = det.column("track_id").to_numpy()[keep]
+    keypoints = _keypoints(det) if with_pose else None
+    pose_conf = np.nan_to_num(det.column("pose_confidence").to_numpy(zero_copy_only=False).astype(np.float32)) if with_pose else None
+    t_s = det.column("t_s").to_numpy()
+    conf = det.column("confidence").to_numpy().astype(np.float32)
+    xyxy = np.stack([det.column(c).to_numpy().astype(np.float32) for c in ("x1", "y1", "x2", "y2")], axis=1)
     for track_id in np.unique(track_ids):
         m = np.flatnonzero(keep)[track_ids == track_id]
-        conf = np.asarray(det["confidence"], dtype=np.float32)[m]
-        fall = np.array([c if is_fall_class(str(n)) else 0.0 for c, n in zip(conf, np.asarray(det["class_name"])[m])], np.float32)
-        xyxy = np.stack([np.asarray(det[c], dtype=np.float32)[m] for c in ("x1", "y1", "x2", "y2")], axis=1)
-        out[int(track_id)] = _Track(np.asarray(det["t_s"], dtype=np.float64)[m], xyxy, conf, fall, width, height)
+        out[int(track_id)] = _Track(t_s[m], xyxy[m], conf[m], None if keypoints is None else keypoints[m],
+                                    None if pose_conf is None else pose_conf[m], width, height)
     return out
+
+
+def _keypoints(det: pa.Table) -> np.ndarray:
+    """(n, 17, 3) keypoints from the lake's list columns; zeros where a detection has no skeleton."""
+    out = np.zeros((det.num_rows, 17, 3), np.float32)
+    for j, name in enumerate(("kp_x", "kp_y", "kp_conf")):
+        for i, values in enumerate(det.column(name).to_pylist()):
+            if values is not None:
+                out[i, :, j] = values
+    return out
+
+
+def _run_features(con: duckdb.DuckDBPyConnection, config_hash: str) -> str:
+    """``pose`` or ``box``: what the runs of this configuration gave the action model."""
+    found = con.execute("SELECT features FROM runs WHERE config_hash = ? AND features IS NOT NULL "
+                        "ORDER BY finished_at DESC LIMIT 1", [config_hash]).fetchall()
+    if found:
+        return str(found[0][0])
+    has_keypoints = con.execute("SELECT count(kp_x) FROM detections WHERE config_hash = ?", [config_hash]).fetchall()[0][0]
+    return "pose" if has_keypoints else "box"
 
 
 def _person_class_names(con: duckdb.DuckDBPyConnection, config_hash: str) -> set[str]:

@@ -35,7 +35,7 @@ __all__ = [
     "table_path", "write_table", "ParquetSink", "check_writable",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: keypoints and pose confidence on detections, n_pose_frames on clips
 
 DETECTIONS = pa.schema([
     ("video_id", pa.string()),
@@ -52,6 +52,11 @@ DETECTIONS = pa.schema([
     ("x2", pa.float32()),
     ("y2", pa.float32()),
     ("run_id", pa.string()),
+    # 17 COCO keypoints (pose.KEYPOINT_NAMES order) in frame pixels and their confidences; null without a skeleton.
+    ("kp_x", pa.list_(pa.float32())),
+    ("kp_y", pa.list_(pa.float32())),
+    ("kp_conf", pa.list_(pa.float32())),
+    ("pose_confidence", pa.float32()),  # the pose model's confidence that the box holds a person
 ])
 
 CLIPS = pa.schema([
@@ -66,6 +71,7 @@ CLIPS = pa.schema([
     ("action_confidence", pa.float32()),
     ("action_probs", pa.list_(pa.float32())),
     ("n_frames", pa.int32()),
+    ("n_pose_frames", pa.int32()),  # frames with a usable skeleton (null: box-only run)
     ("run_id", pa.string()),
 ])
 
@@ -108,7 +114,8 @@ LEDGER = pa.schema([
     ("committed_at", pa.timestamp("us", tz="UTC")),
 ])
 
-OVERLAPS = pa.schema([(f.name, f.type) for f in DETECTIONS if f.name not in ("class_name", "run_id")])
+OVERLAPS = pa.schema([(f.name, f.type) for f in DETECTIONS
+                      if f.name not in ("class_name", "run_id", "kp_x", "kp_y", "kp_conf", "pose_confidence")])
 
 TRACK_MAP = pa.schema([
     ("video_id", pa.string()),
@@ -146,6 +153,9 @@ RUNS = pa.schema([
     ("action_model", pa.string()),
     ("action_model_sha256", pa.string()),
     ("action_classes", pa.list_(pa.string())),
+    ("pose_model", pa.string()),
+    ("pose_model_sha256", pa.string()),
+    ("features", pa.string()),  # what the actions saw: "pose" (keypoints) or "box" (boxes only; see docs/models.md)
     ("videos_ok", pa.int64()),
     ("videos_failed", pa.int64()),
     ("videos_done_before", pa.int64()),
@@ -251,10 +261,15 @@ class ParquetSink:
             self.abort()
 
     def write(self, columns: dict[str, Any]) -> None:
-        """Append rows given as columns (lists or numpy arrays) keyed by field name; ``{}`` writes nothing."""
+        """Append rows given as columns (lists or numpy arrays) keyed by field name; ``{}`` writes nothing.
+
+        A column left out is null (e.g. keypoints in a box-only run)."""
         if not columns:
             return
-        table = pa.Table.from_pydict({f.name: _column(columns[f.name], f.type) for f in self.schema}, schema=self.schema)
+        n = len(next(iter(columns.values())))
+        table = pa.Table.from_pydict(
+            {f.name: _column(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in self.schema},
+            schema=self.schema)
         if table.num_rows == 0:
             return
         self._pending.append(table)

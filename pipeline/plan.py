@@ -13,7 +13,7 @@ from typing import Sequence
 from videolake.pipeline import storage
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.lake import check_writable
-from videolake.pipeline.models import ModelInfo, resolve_actions, resolve_detector
+from videolake.pipeline.models import ModelInfo, resolve_actions, resolve_detector, resolve_pose
 from videolake.pipeline.sources import VideoSource, check_reachable, discover
 
 __all__ = ["RunPlan", "plan_run"]
@@ -27,6 +27,7 @@ class RunPlan:
     actions: ModelInfo
     lake: str
     config_hash: str
+    pose: ModelInfo | None = None  # None: no top-down pose (box-only, or a pose model as the detector)
 
 
 def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[str], config: RunConfig,
@@ -41,7 +42,8 @@ def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[
     else:
         check_reachable(sources)
         found = []
-    detector, actions = resolve_detector(config.detector), resolve_actions(config.actions)
+    detector, actions, pose = resolve_detector(config.detector), resolve_actions(config.actions), resolve_pose(config.pose)
     lake = storage.normalize(lake)
     check_writable(lake)
-    return RunPlan(config, found, detector, actions, lake, config.config_hash(detector.sha256, actions.sha256))
+    config_hash = config.config_hash(detector.sha256, actions.sha256, pose.sha256 if pose else None)
+    return RunPlan(config, found, detector, actions, lake, config_hash, pose)

@@ -24,7 +24,7 @@ from videolake.pipeline.decode import _open, _video_stream
 from videolake.pipeline.errors import ConfigError, DecodeError, LakeError
 
 __all__ = ["VideoRecord", "RangeFrame", "Overlay", "RenderResult", "find_video", "frames_between", "load_overlay",
-           "annotate", "render_clip"]
+           "annotate", "draw_skeletons", "render_clip"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Overlay:
     class_name: np.ndarray     # (n,) str
     clips: list[tuple[int, float, float, str, float | None]]  # (track_id, t_start_s, t_end_s, action, confidence)
     hold_s: float              # how long a detection stays drawn after its frame
+    keypoints: np.ndarray | None = None  # (n, 17, 3) x, y, confidence; zeros where no skeleton; None: no pose in the run
 
     def __post_init__(self) -> None:
         n = len(self.t_s)
@@ -71,6 +72,8 @@ class Overlay:
         for name in ("confidence", "track_id", "class_name"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} must have length {n}, got {len(getattr(self, name))}")
+        if self.keypoints is not None and self.keypoints.shape != (n, 17, 3):
+            raise ValueError(f"keypoints must have shape ({n}, 17, 3), got {self.keypoints.shape}")
 
     def __len__(self) -> int:
         return len(self.t_s)
@@ -88,6 +91,10 @@ class Overlay:
             if tid == track_id and start <= t_s < end:
                 return action, conf
         return None
+
+    def clips_cover(self, t_s: float) -> bool:
+        """Whether any clip window at ``t_s`` is in the lake (so a track without one got no action there)."""
+        return any(start <= t_s < end for _, start, end, _, _ in self.clips)
 
 
 @dataclass(frozen=True)
@@ -156,10 +163,16 @@ def load_overlay(con: duckdb.DuckDBPyConnection, video: VideoRecord, t_start_s: 
     """Detections and clips of ``video`` overlapping ``[t_start_s, t_end_s)``."""
     key = [video.video_id, video.config_hash]
     det = con.execute(
-        "SELECT t_s, x1, y1, x2, y2, confidence, coalesce(track_id, -1), class_name FROM detections "
+        "SELECT t_s, x1, y1, x2, y2, confidence, coalesce(track_id, -1), class_name, kp_x, kp_y, kp_conf FROM detections "
         "WHERE video_id = ? AND config_hash = ? AND t_s >= ? AND t_s < ? ORDER BY t_s, track_id",
         [*key, t_start_s - 2.0, t_end_s],  # from a little earlier, so the first frames have boxes to hold
     ).fetchall()
+    keypoints = None
+    if any(r[8] is not None for r in det):
+        keypoints = np.zeros((len(det), 17, 3), np.float32)
+        for i, r in enumerate(det):
+            if r[8] is not None:
+                keypoints[i] = np.stack([r[8], r[9], r[10]], axis=1)
     clips = con.execute(
         "SELECT track_id, t_start_s, t_end_s, action, action_confidence FROM clips "
         "WHERE video_id = ? AND config_hash = ? AND t_end_s > ? AND t_start_s < ? ORDER BY t_start_s, track_id",
@@ -178,11 +191,13 @@ def load_overlay(con: duckdb.DuckDBPyConnection, video: VideoRecord, t_start_s: 
         class_name=np.array([r[7] for r in det], dtype=object),
         clips=[(int(c[0]) if c[0] is not None else -1, float(c[1]), float(c[2]), str(c[3]), c[4]) for c in clips],
         hold_s=hold_s,
+        keypoints=keypoints,
     )
 
 
 def label_for(overlay: Overlay, i: int, t_s: float) -> str:
-    """``#<track> <class> <conf>`` plus ``<action> <action confidence>`` of the track's clip at ``t_s``."""
+    """``#<track> <class> <conf>`` plus the track's clip at ``t_s``: ``<action> <confidence>``, ``unknown``
+    (too little evidence), or ``no action`` (a tracked box the run did not take for a person)."""
     track_id = int(overlay.track_id[i])
     head = f"#{track_id}" if track_id >= 0 else "untracked"
     text = f"{head} {overlay.class_name[i]} {overlay.confidence[i]:.2f}"
@@ -190,6 +205,8 @@ def label_for(overlay: Overlay, i: int, t_s: float) -> str:
     if action is not None:
         name, conf = action
         text += f" | {name}" + (f" {conf:.2f}" if conf is not None else "")
+    elif track_id >= 0 and overlay.clips_cover(t_s):
+        text += " | no action"
     return text
 
 
@@ -208,9 +225,28 @@ def annotate(image: np.ndarray, overlay: Overlay, t_s: float) -> tuple[np.ndarra
     colors = np.where(track_ids >= 0, track_ids, 0).astype(np.int64)  # one colour per track
     text_scale = float(np.clip(image.shape[0] / 1440, 0.35, 1.2))  # readable on 176x144 and on 4K alike
     out = sv.BoxAnnotator(thickness=max(2, round(image.shape[0] / 360))).annotate(image.copy(), detections, custom_color_lookup=colors)
+    if overlay.keypoints is not None:
+        out = draw_skeletons(out, overlay.keypoints[idx])
     out = sv.LabelAnnotator(text_scale=text_scale, text_padding=max(2, round(text_scale * 8)), smart_position=True).annotate(
         out, detections, labels=[label_for(overlay, int(i), t_s) for i in idx], custom_color_lookup=colors)
     return out, len(idx)
+
+
+def draw_skeletons(image: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """Bones and joints of the (n, 17, 3) keypoints (x, y, confidence) seen with enough confidence."""
+    import supervision as sv
+
+    from videolake.pipeline.features import KP_MIN_CONF
+    from videolake.pipeline.pose import SKELETON
+
+    if len(keypoints) == 0:
+        return image
+    points = sv.KeyPoints(xy=keypoints[:, :, :2].astype(np.float32), confidence=keypoints[:, :, 2].astype(np.float32),
+                          visible=keypoints[:, :, 2] >= KP_MIN_CONF)
+    thickness = max(1, round(image.shape[0] / 480))
+    image = sv.EdgeAnnotator(color=sv.Color.from_hex("#00e5ff"), thickness=thickness,
+                             edges=[(a + 1, b + 1) for a, b in SKELETON]).annotate(image, points)
+    return sv.VertexAnnotator(color=sv.Color.from_hex("#ff2d95"), radius=max(1, thickness + 1)).annotate(image, points)
 
 
 def render_clip(

@@ -65,6 +65,7 @@ class RunSummary:
     clips_by_action: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     workers: int = 0
+    features: str | None = None  # "pose" or "box": what the action model saw (from the shards that ran)
 
     @classmethod
     def start(cls, run_id: str, plan: RunPlan, work: Triage) -> RunSummary:
@@ -96,7 +97,8 @@ class RunSummary:
             f"shards: {self.shards_processed} processed, {self.shards_failed} failed, "
             f"{self.shards_done_before} already done, {self.shards_total} in all",
             f"frames analysed: {self.frames_analyzed}  detections: {self.n_detections}  tracks: {self.n_tracks}",
-            "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none"),
+            "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none")
+            + {"pose": "  (actions from poses)", "box": "  (actions from boxes only: no pose model)"}.get(self.features or "", ""),
             f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",
         ]
         out += [f"failed: {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.failures]
@@ -112,6 +114,8 @@ def write_run_record(plan: RunPlan, summary: RunSummary, started_at: datetime) -
         "detector": plan.detector.name, "detector_sha256": plan.detector.sha256,
         "action_model": plan.actions.name, "action_model_sha256": plan.actions.sha256,
         "action_classes": list(action_classes(plan.actions.path)),
+        "pose_model": plan.pose.name if plan.pose else None, "pose_model_sha256": plan.pose.sha256 if plan.pose else None,
+        "features": summary.features,
         "videos_ok": summary.videos_ok, "videos_failed": summary.videos_failed,
         "videos_done_before": summary.videos_done_before, "videos_quarantined": summary.videos_quarantined,
         "shards_total": summary.shards_total, "shards_done_before": summary.shards_done_before,

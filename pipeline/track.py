@@ -51,4 +51,4 @@ class Tracker:
         for row in rows:
             raw_id, index = int(row[4]), int(row[-1])
             tracked[index] = self._ids.setdefault(raw_id, len(self._ids) + 1)
-        return Detections(detections.xyxy, detections.confidence, detections.class_id, tracked)
+        return detections.with_tracks(tracked)

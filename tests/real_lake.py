@@ -1,6 +1,6 @@
 """A real lake from the sample videos, built once per test session through the library.
 
-The real default models analyse ``carphone_pristine.mp4`` and ``bikes.mp4`` with the fast
+The real default models (detector, pose, actions) analyse ``carphone_pristine.mp4`` and ``bikes.mp4`` with the fast
 test settings (``FAST``); the videos and runs rows are written as a run writes them. No
 Ray and no Prefect: tests of the library get a lake in seconds.
 """
@@ -14,12 +14,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from videolake.pipeline.actions import ActionModel
-from videolake.pipeline.analyze import ShardJob, VideoAnalyzer
+from videolake.pipeline.analyze import ShardJob, VideoAnalyzer, load_pose
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import probe
 from videolake.pipeline.detect import Detector
 from videolake.pipeline.lake import table_path, write_table
-from videolake.pipeline.models import resolve_actions, resolve_detector
+from videolake.pipeline.models import resolve_actions, resolve_detector, resolve_pose
 from videolake.pipeline.shards import plan_shards
 from videolake.pipeline.sources import video_id_for
 from videolake.pipeline.stitch import finalize_video
@@ -49,10 +49,10 @@ def real_lake(samples_dir: Path) -> RealLake:
 
 def _build(samples_dir: Path, lake: Path) -> RealLake:
     cfg = RunConfig(**FAST, device="cpu")
-    detector_info, actions_info = resolve_detector("default"), resolve_actions("default")
-    config_hash = cfg.config_hash(detector_info.sha256, actions_info.sha256)
+    detector_info, actions_info, pose_info = resolve_detector("default"), resolve_actions("default"), resolve_pose("default")
+    config_hash = cfg.config_hash(detector_info.sha256, actions_info.sha256, pose_info.sha256)
     detector = Detector(detector_info.path, imgsz=cfg.imgsz, conf=cfg.conf, device="cpu")
-    analyzer = VideoAnalyzer(cfg, detector, ActionModel.load(actions_info.path))
+    analyzer = VideoAnalyzer(cfg, detector, ActionModel.load(actions_info.path), load_pose(cfg, detector))
     started = datetime.now(timezone.utc)
     video_ids, uris = {}, {}
     for name in SAMPLE_NAMES:
@@ -70,6 +70,7 @@ def _build(samples_dir: Path, lake: Path) -> RealLake:
         "config": json.dumps(cfg.to_dict(), sort_keys=True), "config_hash": config_hash,
         "detector": "default", "detector_sha256": detector_info.sha256, "action_model": "default",
         "action_model_sha256": actions_info.sha256, "action_classes": list(analyzer.action_model.classes),
+        "pose_model": "default", "pose_model_sha256": pose_info.sha256, "features": analyzer.features,
         "videos_ok": len(SAMPLE_NAMES), "videos_failed": 0, "frames_analyzed": 0, "wall_s": 0.0,
     }])
     return RealLake(lake, config_hash, video_ids, uris)

@@ -1,6 +1,6 @@
 """A small lake written from ``videolake.pipeline.synthetic`` tracks, plus the labels that describe it.
 
-Synthetic tracks (detector output for one person over 1-4 s) are laid out in time inside
+Synthetic tracks (detector and pose output for one person over 1-4 s) are laid out in time inside
 synthetic "videos": two tracks at a time, one per 4 s slot, so each track covers one or two
 clip windows of 2 s. Detections and videos land in the lake's own tables; the labels
 file says which action each track performs, under class names of our choosing.
@@ -29,7 +29,8 @@ CLIP_S = 2.0
 LANES = 2
 TRACKS_PER_VIDEO = 12
 # Users name their own classes: the labels use these, not the generator's names.
-CLASS_NAMES = {"standing": "idle", "walking": "walk", "running": "run", "falling": "fall", "lying": "on_floor"}
+CLASS_NAMES = {"standing": "idle", "walking": "walk", "running": "run", "sitting": "seated", "falling": "fall",
+               "lying": "on_floor"}
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,15 @@ def write_synthetic_lake(lake: Path, labels_csv: Path, n_tracks: int, seed: int,
             for i, track in enumerate(chunk):
                 offset_s = (i // LANES) * SLOT_S
                 t_s = track.t_s - min(0.0, float(track.t_s[0]))  # jittered timestamps may start just below 0
-                for t, box, conf, fall in zip(t_s, track.xyxy, track.confidence, track.fall_score):
+                for t, box, conf, kp, pose_conf in zip(t_s, track.xyxy, track.confidence, track.keypoints, track.pose_confidence):
+                    found = pose_conf > 0
                     detections.append({
                         "video_id": video_id, "content_key": "synthetic", "shard_index": 0, "frame_index": int(round((offset_s + t) * 30)), "t_s": float(offset_s + t),
-                        "track_id": i + 1, "class_id": int(fall > 0), "class_name": "Fall" if fall > 0 else "Normal",
+                        "track_id": i + 1, "class_id": 0, "class_name": "Normal",
                         "confidence": float(conf), "x1": float(box[0]), "y1": float(box[1]), "x2": float(box[2]),
                         "y2": float(box[3]), "run_id": RUN_ID,
+                        "kp_x": kp[:, 0].tolist() if found else None, "kp_y": kp[:, 1].tolist() if found else None,
+                        "kp_conf": kp[:, 2].tolist() if found else None, "pose_confidence": float(pose_conf) if found else None,
                     })
                 labels["video_id"].append(video_id if i % 2 == 0 else uri)  # both ways of naming a video
                 labels["t_start_s"].append(round(offset_s + float(t_s[0]), 3))
@@ -95,7 +99,7 @@ def _write_run(lake: Path) -> None:
               "tracker": "bytetrack", "detector": "synthetic", "actions": "default"}
     write_table(table_path(lake, "runs", run_id=RUN_ID), "runs", [{
         "run_id": RUN_ID, "started_at": now, "finished_at": now, "config": json.dumps(config, sort_keys=True),
-        "config_hash": CONFIG_HASH, "detector": "synthetic", "action_model": "none", "action_classes": [],
+        "config_hash": CONFIG_HASH, "detector": "synthetic", "action_model": "none", "action_classes": [], "features": "pose",
         "videos_ok": 0, "videos_failed": 0, "frames_analyzed": 0, "wall_s": 0.0,
     }])
 

@@ -119,3 +119,13 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_rows_of_a_clean_run(samples
     counts = {t: table(lake, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in ("detections", "clips", "tracks")}
     print(f"resume: killed after {committed}/8 shards committed; rerun: {resumed.stdout.splitlines()[2]}; "
           f"lake equals the clean run's: {counts}")
+
+
+def test_help_shows_every_default():
+    run = vl("run", "--help")
+    assert run.returncode == 0
+    text = " ".join(run.stdout.split())
+    for expected in ("[default: 8]", "[default: 640]", "[default: 192]", "[default: embedded yolo11n-pose]", "[default: 2.0]"):
+        assert expected in text, expected
+    render = " ".join(vl("render", "--help").stdout.split())
+    assert "End time in seconds [default: the video's end]" in render

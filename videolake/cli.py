@@ -19,6 +19,7 @@ from videolake.pipeline.errors import ConfigError, VideolakeError
 
 app = typer.Typer(
     name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: with markup on, Rich swallows every "[default: ...]"
     help="Batch video analytics: people, tracks and actions from videos into a Parquet lake you query with SQL.",
 )
 T = TypeVar("T")
@@ -74,6 +75,9 @@ def run(
     out: str = typer.Option(..., "--out", "-o", help="The lake: a folder or a bucket URL."),
     detector: Optional[str] = typer.Option(None, help="Detector weights path or Ultralytics name [default: embedded person detector]."),
     actions: Optional[str] = typer.Option(None, help="Action LSTM weights (.safetensors) [default: embedded model]."),
+    pose: Optional[str] = typer.Option(None, help="Top-down pose model: Ultralytics pose weights, or none for box-only actions "
+                                                 "[default: embedded yolo11n-pose]."),
+    pose_imgsz: Optional[int] = typer.Option(None, "--pose-imgsz", help="Pose model input: each person crop is scaled to this square [default: 192]."),
     analysis_fps: Optional[float] = typer.Option(None, "--analysis-fps", help="Frames per second analysed; 0 = every frame [default: 8]."),
     imgsz: Optional[int] = typer.Option(None, help="Detector input size [default: 640]."),
     clip_seconds: Optional[float] = typer.Option(None, "--clip-seconds", help="Action clip length [default: 2.0]."),
@@ -102,7 +106,7 @@ def run(
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
             conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
-            gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime,
+            gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime, pose=pose, pose_imgsz=pose_imgsz,
         ))
         from videolake.pipeline.ledger import read_lake_state
         from videolake.pipeline.plan import plan_run
@@ -217,11 +221,13 @@ def models() -> None:
     """The default models: where each comes from, classes, sha256, size."""
 
     def go() -> None:
-        from videolake.pipeline.models import action_classes, resolve_actions, resolve_detector
+        from videolake.pipeline.models import action_classes, resolve_actions, resolve_detector, resolve_pose
 
-        detector, actions = resolve_detector("default"), resolve_actions("default")
+        detector, actions, pose = resolve_detector("default"), resolve_actions("default"), resolve_pose("default")
         typer.echo(f"detector: {detector.path}\n  source: {detector.source}\n  sha256: {detector.sha256}\n"
                    f"  size: {detector.size_bytes / 1e6:.1f} MB\n  classes: {', '.join(_detector_classes(detector.path))}")
+        typer.echo(f"pose: {pose.path}\n  source: {pose.source}\n  sha256: {pose.sha256}\n"
+                   f"  size: {pose.size_bytes / 1e6:.1f} MB\n  keypoints: 17 (COCO)")
         typer.echo(f"actions: {actions.path}\n  source: {actions.source}\n  sha256: {actions.sha256}\n"
                    f"  size: {actions.size_bytes / 1e3:.1f} kB\n  classes: {', '.join(action_classes(actions.path))}")
 
@@ -263,9 +269,13 @@ def train_actions(
 
         con = lake_connection(lake)
         try:
-            found, data = load_labelled_sequences(con, labels, config_hash)
+            found, everything = load_labelled_sequences(con, labels, config_hash)
         finally:
             con.close()
+        data = everything.classifiable()  # what inference would classify: enough frames and skeletons, a person
+        if len(data) < len(everything):
+            typer.echo(f"note: {len(everything) - len(data)} labelled clip(s) left out: inference would call them unknown "
+                       "or not a person (too few detections or skeletons)", err=True)
         if data.rows_without_sequences:
             typer.echo(f"note: {len(data.rows_without_sequences)} label row(s) gave no clip to train on "
                        f"(e.g. rows {', '.join(map(str, data.rows_without_sequences[:8]))})", err=True)

@@ -68,27 +68,39 @@ def report(
 
 @app.command("eval-actions")
 def eval_actions(
-    labels: Path = typer.Argument(..., help="Labels CSV or Parquet: video_id or uri, t_start_s, t_end_s, action[, track_id]."),
+    labels: Path = typer.Argument(..., help="Labels CSV or Parquet: video_id or uri, t_start_s, t_end_s, action[, track_id | x, y]."),
     lake: str = typer.Option(..., "--lake", help="The lake whose detections the labels refer to."),
-    actions: Path = typer.Option(..., "--actions", help="The action model (.safetensors) to evaluate."),
+    actions: Optional[Path] = typer.Option(None, "--actions", help="The action model (.safetensors) [default: the embedded one]."),
     config_hash: Optional[str] = typer.Option(None, "--config-hash", help="Which results [default: the latest run's]."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ) -> None:
-    """Per-class precision, recall, F1 and the confusion matrix of an action model on labelled clips."""
+    """Score an action model on labelled clips as a run would answer: per-class precision and recall,
+    unknown rate, majority baseline, confusion matrix, and what boxes labelled `none` (no person) got."""
 
     def go() -> None:
-        from videolake.pipeline.actions import ActionModel
-        from videolake.pipeline.labels import load_labelled_sequences
-        from videolake.pipeline.render import lake_connection
-        from videolake.pipeline.train import evaluate_on_labels
+        import json
 
-        model = ActionModel.load(actions)
+        from videolake.pipeline.actions import ActionModel
+        from videolake.pipeline.evaluation import predict_like_inference, score
+        from videolake.pipeline.labels import load_labelled_sequences
+        from videolake.pipeline.models import resolve_actions
+        from videolake.pipeline.render import lake_connection
+
+        model = ActionModel.load(resolve_actions(str(actions) if actions else "default").path)
         con = lake_connection(lake)
         try:
             _, data = load_labelled_sequences(con, labels, config_hash)
         finally:
             con.close()
-        result = evaluate_on_labels(model, data.sequences, data.y, data.classes)
-        typer.echo(result.table())
-        typer.echo(f"{len(data)} labelled clips (config {data.config.config_hash}); accuracy {result.accuracy:.3f}")
+        written = predict_like_inference(model, data.sequences, data.evidence)
+        report = score(model.classes, [data.classes[i] for i in data.y], written)
+        typer.echo(report.table())
+        if data.rows_without_sequences:
+            typer.echo(f"note: {len(data.rows_without_sequences)} label row(s) matched no tracked box "
+                       f"(e.g. rows {', '.join(map(str, data.rows_without_sequences[:8]))})", err=True)
+        typer.echo(f"{len(data)} labelled clips (config {data.config.config_hash}); accuracy {report.accuracy_all:.3f}, "
+                   f"unknown {report.unknown_rate:.1%}")
+        if json_out is not None:
+            json_out.write_text(json.dumps({**report.as_dict(), "config_hash": data.config.config_hash}, indent=2) + "\n")
 
     _guard(go)

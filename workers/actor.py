@@ -11,7 +11,7 @@ import socket
 
 import ray
 
-from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
+from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer, load_pose
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.detect import Detector
 
@@ -52,7 +52,7 @@ class VideoWorker:
         self.config = RunConfig.from_mapping(config)
         detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device,
                             runtime=self.config.runtime, threads=max(1, num_threads))
-        self.analyzer = VideoAnalyzer(self.config, detector, ActionModel.load(actions_path))
+        self.analyzer = VideoAnalyzer(self.config, detector, ActionModel.load(actions_path), load_pose(self.config, detector, num_threads))
         # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
         self.progress = ray.get_actor(progress_name) if progress_name else None
         context = ray.get_runtime_context()

@@ -47,28 +47,50 @@ def test_a_bad_weights_file_is_a_model_error(tmp_path, content):
         ActionModel.load(path)
 
 
-def test_short_sequences_are_unknown_not_guessed():
+def test_too_little_evidence_is_unknown_without_a_guess_and_a_low_top_probability_is_unknown_with_one():
+    import torch
+
+    torch.manual_seed(0)
+    model = ActionModel(ActionLSTM(hidden_size=8, n_classes=len(ACTIONS)), ACTIONS)
+    seqs = [np.zeros((6, N_FEATURES), np.float32)] * 2
+    top = float(model.predict_proba(seqs[:1])[0].max())
+    preds = model.classify(seqs, known=[False, True])
+    assert preds[0].action == "unknown" and preds[0].confidence is None and preds[0].probs is None
+    assert preds[1].action in ACTIONS and preds[1].confidence == pytest.approx(top, abs=1e-6)
+    model.metadata["unknown_below"] = str(top + 0.01)  # the calibrated threshold travels in the weights' metadata
+    abstained = model.classify(seqs[1:])[0]
+    assert abstained.action == "unknown" and abstained.confidence is None and len(abstained.probs) == len(ACTIONS)
+
+
+def test_the_default_model_knows_the_six_actions_and_abstains_below_its_calibrated_threshold():
     model = ActionModel.load(default_actions_path())
-    preds = model.classify([np.zeros((2, N_FEATURES), np.float32), np.zeros((6, N_FEATURES), np.float32)], min_frames=4)
-    assert preds[0].action == "unknown" and preds[0].confidence is None
-    assert preds[1].action in ACTIONS and 0 < preds[1].confidence <= 1
+    assert model.classes == ACTIONS == ("standing", "walking", "running", "sitting", "lying", "falling")
+    card = json.loads(default_actions_path().with_suffix(".json").read_text())
+    assert model.unknown_below == pytest.approx(card["unknown_below"]) and 0 <= model.unknown_below < 1
 
 
-def test_default_model_reaches_its_documented_held_out_accuracy_on_fresh_data():
+def test_default_model_reaches_its_documented_held_out_accuracy_on_fresh_synthetic_data():
     card = json.loads(default_actions_path().with_suffix(".json").read_text())
     assert card["classes"] == list(ACTIONS)
     model = ActionModel.load(default_actions_path())
-    sequences, labels = generate_features(2500, seed=424242)  # a seed the training never saw
+    sequences, labels = generate_features(1800, seed=424242)  # a seed the training never saw
     result = evaluate(model, sequences, labels)
-    assert result.accuracy >= card["test_accuracy"] - 0.03
-    assert result.accuracy >= 0.85
+    assert result.accuracy >= card["test_accuracy"] - 0.04
     assert min(m["recall"] for m in result.per_class.values()) >= 0.7
 
 
-def test_synthetic_tracks_are_balanced_and_varied():
-    tracks = generate_tracks(100, seed=5)
+def test_synthetic_tracks_are_balanced_varied_and_carry_plausible_skeletons():
+    from videolake.pipeline.features import skeleton_ok
+
+    tracks = generate_tracks(120, seed=5)
     labels = [t.label for t in tracks]
     assert all(labels.count(i) == 20 for i in range(len(ACTIONS)))
     assert len({(t.frame_width, t.frame_height) for t in tracks}) >= 4
     rates = [1 / np.median(np.diff(t.t_s)) for t in tracks]
-    assert min(rates) < 8 and max(rates) > 20
+    assert min(rates) < 6 and max(rates) > 11
+    upright = [t for t in tracks if ACTIONS[t.label] in ("standing", "walking")]
+    assert np.mean([skeleton_ok(t.keypoints, t.pose_confidence).mean() for t in upright]) > 0.6
+    lying = [t for t in tracks if ACTIONS[t.label] == "lying"]
+    spans = [np.ptp(t.keypoints[0, [5, 6, 11, 12, 15, 16], 0]) / max(1.0, np.ptp(t.keypoints[0, [5, 6, 11, 12, 15, 16], 1]))
+             for t in lying]
+    assert np.median(spans) > 0.8  # lying bodies are mostly wider than tall in the image

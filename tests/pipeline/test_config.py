@@ -48,10 +48,12 @@ def test_bad_yaml_is_a_config_error(tmp_path, text, message):
 
 
 def test_config_hash_covers_results_but_not_placement():
-    base = RunConfig().config_hash("d" * 64, "a" * 64)
-    assert RunConfig(workers=3, device="cpu", batch=2).config_hash("d" * 64, "a" * 64) == base
-    assert RunConfig(imgsz=320).config_hash("d" * 64, "a" * 64) != base
-    assert RunConfig(analysis_fps=4).config_hash("d" * 64, "a" * 64) != base
-    assert RunConfig().config_hash("e" * 64, "a" * 64) != base
-    assert RunConfig().config_hash("d" * 64, "b" * 64) != base
+    base = RunConfig().config_hash("d" * 64, "a" * 64, "p" * 64)
+    assert RunConfig(workers=3, device="cpu", batch=2).config_hash("d" * 64, "a" * 64, "p" * 64) == base
+    assert RunConfig(imgsz=320).config_hash("d" * 64, "a" * 64, "p" * 64) != base
+    assert RunConfig(analysis_fps=4).config_hash("d" * 64, "a" * 64, "p" * 64) != base
+    assert RunConfig().config_hash("e" * 64, "a" * 64, "p" * 64) != base
+    assert RunConfig().config_hash("d" * 64, "b" * 64, "p" * 64) != base
+    assert RunConfig().config_hash("d" * 64, "a" * 64, None) != base  # no pose: box-only results
+    assert RunConfig(pose_imgsz=256).config_hash("d" * 64, "a" * 64, "p" * 64) != base
     assert len(base) == 16

@@ -7,7 +7,7 @@ import pytest
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.detect import Detections, Detector, resolve_runtime
 from videolake.pipeline.errors import ConfigError
-from videolake.pipeline.models import default_detector_path, exported_detector
+from videolake.pipeline.models import default_detector_path, exported_model
 from tests.media import real_frames
 
 
@@ -95,12 +95,12 @@ def test_onnx_runtime_threads_follow_the_workers_share():
 
 def test_export_is_cached_by_weights_and_imgsz_and_written_whole(tmp_path):
     weights = str(default_detector_path())
-    first = exported_detector(weights, 320, cache=tmp_path)
-    assert first.suffix == ".onnx" and first.stat().st_size > 1_000_000 and "-320-" in first.name
+    first, task = exported_model(weights, 320, cache=tmp_path)
+    assert task == "detect" and first.suffix == ".onnx" and first.stat().st_size > 1_000_000 and "-320-" in first.name
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary folder left behind
     mtime = first.stat().st_mtime_ns
     started = time.perf_counter()
-    assert exported_detector(weights, 320, cache=tmp_path) == first  # a hit: nothing exported again
+    assert exported_model(weights, 320, cache=tmp_path) == (first, "detect")  # a hit: nothing exported again
     assert time.perf_counter() - started < 1.0 and first.stat().st_mtime_ns == mtime
 
 
@@ -128,7 +128,7 @@ def test_bad_runtime_and_batch_defaults():
         RunConfig(runtime="tensorrt")
     assert RunConfig().batch_for("cpu") == 8 and RunConfig().batch_for("cuda:0") == 32
     assert RunConfig(batch=4).batch_for("cuda") == 4
-    assert RunConfig().config_hash("a", "b") == RunConfig(runtime="torch", batch=2).config_hash("a", "b")
+    assert RunConfig().config_hash("a", "b", "p") == RunConfig(runtime="torch", batch=2).config_hash("a", "b", "p")
 
 
 def test_bad_weights_are_a_model_error(tmp_path):

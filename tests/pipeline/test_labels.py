@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from videolake.pipeline.actions import ActionModel
+from videolake.pipeline.clips import Evidence
 from videolake.pipeline.errors import ConfigError
+from videolake.pipeline.features import N_FEATURES
 from videolake.pipeline.labels import load_labelled_sequences
 from videolake.pipeline.models import default_actions_path
 from videolake.pipeline.query import connect
@@ -40,26 +42,28 @@ def test_sequences_come_from_the_lake_with_the_labels_own_classes(synthetic):
     assert labels.classes == data.classes == tuple(sorted(CLASS_NAMES.values()))
     assert len(labels) == train.n_rows == 600
     assert data.config.config_hash == CONFIG_HASH and data.config.clip_seconds == 2.0
-    # One or two 2 s windows per 1-4 s track; a window needs 4+ detections and half its time labelled.
-    assert 600 < len(data) < 1200
+    # One or two 2 s windows per 1-4 s track, each with what inference would decide for it.
+    assert 600 < len(data) < 1400 and len(data.evidence) == len(data)
     assert len(data.rows_without_sequences) < 0.05 * 600
-    assert all(len(s) >= 4 and s.shape[1] == 12 for s in data.sequences)
-    assert min(data.counts().values()) > 100
+    assert all(s.shape[1] == N_FEATURES for s in data.sequences)
+    classifiable = data.classifiable()
+    assert all(len(s) >= 4 for s in classifiable.sequences) and len(classifiable) > 0.6 * len(data)
+    assert min(classifiable.counts().values()) > 80
     assert {k[0] for k in data.keys} <= set(train.video_ids)  # rows naming the uri resolved to the video_id
 
 
 def test_a_model_trained_on_labels_beats_the_majority_baseline_on_held_out_labels(synthetic, tmp_path):
     lake, train, held_out = synthetic
-    _, data = _sequences(lake, train.path)
+    data = _sequences(lake, train.path)[1].classifiable()
     out = tmp_path / "mine.safetensors"
     card = train_on_labels(data.sequences, data.y, data.groups, data.classes, out, TrainConfig(epochs=15, seed=0),
                            provenance={"labels": str(train.path)})
     model = ActionModel.load(out)
     assert model.classes == data.classes
-    _, test = _sequences(lake, held_out.path)
+    test = _sequences(lake, held_out.path)[1].classifiable()
     result = evaluate_on_labels(model, test.sequences, test.y, test.classes)
     _, baseline = majority_baseline(data.y, test.y)
-    assert baseline < 0.3  # five balanced classes
+    assert baseline < 0.3  # six balanced classes
     assert result.accuracy > baseline + 0.3, result.table()
     # The card: classes, metrics, confusion matrix image, data hash.
     assert card["classes"] == list(data.classes) and card["val_accuracy"] > card["majority_baseline"]["val_accuracy"] + 0.2
@@ -75,7 +79,7 @@ def test_training_is_reproducible_for_a_seed(synthetic, tmp_path):
     from safetensors.torch import load_file
 
     lake, train, _ = synthetic
-    _, data = _sequences(lake, train.path)
+    data = _sequences(lake, train.path)[1].classifiable()
     subset = np.arange(0, len(data), 3)
     args = ([data.sequences[i] for i in subset], data.y[subset], data.groups[subset], data.classes)
     runs = []
@@ -93,7 +97,7 @@ def test_sequences_are_what_inference_computed_for_the_same_clips(samples_dir, t
     lake = real_lake(samples_dir).path
     con = connect(lake)
     clips = con.execute("SELECT video_id, t_start_s, t_end_s, action, track_id, clip_index, action_probs FROM clips "
-                        "WHERE action <> 'unknown' ORDER BY ALL").fetchall()
+                        "WHERE action_probs IS NOT NULL ORDER BY ALL").fetchall()
     con.close()
     assert len({c[3] for c in clips}) >= 2, clips
     labels = tmp_path / "labels.csv"
@@ -102,6 +106,7 @@ def test_sequences_are_what_inference_computed_for_the_same_clips(samples_dir, t
                              "track_id": [c[4] for c in clips]}), labels)
     _, data = _sequences(lake, labels)
     assert sorted(data.keys) == sorted((c[0], c[4], c[5]) for c in clips)
+    assert set(data.evidence) == {Evidence.ENOUGH}  # the run classified exactly these
     probs = ActionModel.load(default_actions_path()).predict_proba(data.sequences)
     by_key = dict(zip(data.keys, probs))
     for video_id, *_, track_id, k, expected in clips:
@@ -115,9 +120,11 @@ def test_labels_without_track_id_label_every_track_in_the_range_and_parquet_work
                              "t_end_s": [4.0, 10.0], "action": ["on_phone", "street"]}), labels)
     _, data = _sequences(rl.path, labels)
     con = connect(rl.path)
-    expected = con.execute("SELECT video_id, track_id, clip_index FROM clips WHERE action <> 'unknown' ORDER BY ALL").fetchall()
+    classified = con.execute("SELECT video_id, track_id, clip_index FROM clips WHERE action_probs IS NOT NULL ORDER BY ALL").fetchall()
+    rows = con.execute("SELECT video_id, track_id, clip_index FROM clips ORDER BY ALL").fetchall()
     con.close()
-    assert sorted(data.keys) == [tuple(e) for e in expected]
+    assert sorted(k for k, e in zip(data.keys, data.evidence) if e is Evidence.ENOUGH) == [tuple(c) for c in classified]
+    assert {tuple(r) for r in rows} <= set(data.keys)  # plus the tracked boxes the run did not take for people
     assert data.classes == ("on_phone", "street")
 
 
