@@ -27,7 +27,7 @@ from videolake.pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
 from videolake.pipeline.detect import Detections, Detector
 from videolake.pipeline.errors import DecodeError, LakeError, SourceError, StorageError, VideolakeError
 from videolake.pipeline.features import person_class_ids
-from videolake.pipeline.lake import ParquetSink, table_path, write_table
+from videolake.pipeline.lake import MemorySink, ParquetSink, table_path, write_table
 from videolake.pipeline.shards import SHARD_TRACK_STRIDE, Shard
 from videolake.pipeline.track import Tracker
 
@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # torch loads only where a model runs (the Ray actor), not in
     from videolake.pipeline.actions import ActionModel
     from videolake.pipeline.pose import PoseEstimator
 
-__all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "prefetch", "error_kind", "load_pose"]
+__all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "VideoResult", "prefetch", "error_kind", "load_pose", "load_analyzer",
+           "analyze_video"]
 
 T = TypeVar("T")
 
@@ -80,6 +81,51 @@ class ShardResult:
     features: str | None = None  # what the actions saw: "pose" (keypoints) or "box" (boxes only)
 
 
+def load_analyzer(config: RunConfig, detector_path: str, actions_path: str, threads: int | None = None) -> VideoAnalyzer:
+    """The models of ``config`` loaded once (detector, pose, actions): what a worker holds."""
+    from videolake.pipeline.actions import ActionModel
+
+    detector = Detector(detector_path, imgsz=config.imgsz, conf=config.conf, device=config.device, runtime=config.runtime,
+                        threads=threads)
+    return VideoAnalyzer(config, detector, ActionModel.load(actions_path), load_pose(config, detector, threads))
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One video analysed in memory: its probe, detections and clips as Arrow tables (the lake's schemas)."""
+
+    info: VideoInfo
+    detections: pa.Table
+    clips: pa.Table
+    result: ShardResult
+
+    def __repr__(self) -> str:
+        return (f"VideoResult({self.info.uri}, {self.result.status}, frames={self.result.frames_analyzed}, "
+                f"detections={self.detections.num_rows}, clips={self.clips.num_rows})")
+
+
+def analyze_video(path: str, config: RunConfig, analyzer: VideoAnalyzer | None = None) -> VideoResult:
+    """Analyse one video in this process, into memory: no lake, no Prefect, no Ray.
+
+    The whole video is one shard, so track ids are final. ``analyzer`` reuses loaded models.
+    """
+    from videolake.pipeline.decode import probe
+    from videolake.pipeline.models import resolve_actions, resolve_detector
+    from videolake.pipeline.shards import plan_shards
+    from videolake.pipeline.sources import video_id_for
+
+    if analyzer is None:
+        analyzer = load_analyzer(config, resolve_detector(config.detector).path, resolve_actions(config.actions).path)
+    info = probe(str(path), max_pixels=config.max_pixels, max_duration_s=config.max_duration_s)
+    (shard,) = plan_shards(info, 0, config.clip_seconds)
+    job = ShardJob(video_id_for(str(path)), "memory", info, shard, "", "in-memory", "in-memory")
+    sinks: dict[str, MemorySink] = {}
+    result = analyzer.analyze(job, sinks=lambda table: sinks.setdefault(table, MemorySink(table)))
+    if result.status != "ok":
+        raise (DecodeError if result.error_kind == "decode" else SourceError)(result.error or "analysis failed")
+    return VideoResult(info, sinks["detections"].table(), sinks["clips"].table(), result)
+
+
 def load_pose(config: RunConfig, detector: Detector, threads: int | None = None) -> PoseEstimator | None:
     """The top-down pose model of ``config.pose``; None for ``none`` or when the detector gives keypoints itself."""
     from videolake.pipeline.models import resolve_pose
@@ -119,10 +165,12 @@ class VideoAnalyzer:
         """``pose`` when actions see keypoints, ``box`` when they see boxes only."""
         return "pose" if self.detector.has_keypoints or self.pose is not None else "box"
 
-    def analyze(self, job: ShardJob, progress: Callable[[int], None] | None = None) -> ShardResult:
+    def analyze(self, job: ShardJob, progress: Callable[[int], None] | None = None,
+                sinks: Callable[[str], ParquetSink | MemorySink] | None = None) -> ShardResult:
+        """Analyse one shard into the lake (its files, then its ledger row), or into ``sinks(table)`` when given."""
         started = time.perf_counter()
         try:
-            result = self._analyze(job, progress or (lambda n: None))
+            result = self._analyze(job, progress or (lambda n: None), sinks)
         except (LakeError, StorageError):
             raise  # the lake is broken for every video, or the bucket failed for now: the task's retries decide
         except VideolakeError as exc:
@@ -134,7 +182,9 @@ class VideoAnalyzer:
         result.wall_s = time.perf_counter() - started
         return result
 
-    def _analyze(self, job: ShardJob, progress: Callable[[int], None]) -> ShardResult:
+    def _analyze(self, job: ShardJob, progress: Callable[[int], None],
+                 sinks: Callable[[str], ParquetSink | MemorySink] | None) -> ShardResult:
+        open_sink = sinks or (lambda table: ParquetSink(job.path(table), table))
         cfg, info, shard = self.config, job.info, job.shard
         video_fps = info.fps or 25.0
         track_fps = min(cfg.analysis_fps, video_fps) if cfg.analysis_fps > 0 else video_fps
@@ -149,9 +199,7 @@ class VideoAnalyzer:
         n_detections = frames_owned = 0
         frames = iter_frames(info.uri, cfg.analysis_fps, stats, start_s=shard.decode_from_s, end_s=shard.t_end_s,
                              first_frame_index=shard.decode_from_frame)
-        with ParquetSink(job.path("detections"), "detections") as det_sink, \
-                ParquetSink(job.path("clips"), "clips") as clip_sink, \
-                ParquetSink(job.path("overlaps"), "overlaps") as overlap_sink:
+        with open_sink("detections") as det_sink, open_sink("clips") as clip_sink, open_sink("overlaps") as overlap_sink:
             def emit_clips(rows: list[ClipRow]) -> None:
                 owned = [r for r in rows if shard.owns(r.t_start_s)]
                 clip_counts.update(r.action for r in owned)
@@ -179,6 +227,8 @@ class VideoAnalyzer:
             n_detections=n_detections, n_clips=sum(clip_counts.values()), clips_by_action=dict(clip_counts),
             features=self.features,
         )
+        if sinks is not None:
+            return result
         write_table(job.path("ledger"), "ledger", [{
             "video_id": job.video_id, "content_key": job.content_key, "shard_index": shard.index,
             "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,

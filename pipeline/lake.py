@@ -32,7 +32,7 @@ from videolake.pipeline.errors import LakeError, VideolakeError
 
 __all__ = [
     "SCHEMA_VERSION", "SCHEMAS", "TABLES", "DETECTIONS", "CLIPS", "VIDEOS", "RUNS",
-    "table_path", "write_table", "ParquetSink", "check_writable",
+    "table_path", "write_table", "ParquetSink", "MemorySink", "check_writable",
 ]
 
 SCHEMA_VERSION = "2"  # 2: keypoints and pose confidence on detections, n_pose_frames on clips
@@ -266,10 +266,7 @@ class ParquetSink:
         A column left out is null (e.g. keypoints in a box-only run)."""
         if not columns:
             return
-        n = len(next(iter(columns.values())))
-        table = pa.Table.from_pydict(
-            {f.name: _column(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in self.schema},
-            schema=self.schema)
+        table = _arrow_table(self.schema, columns)
         if table.num_rows == 0:
             return
         self._pending.append(table)
@@ -308,6 +305,34 @@ class ParquetSink:
     def _remove_tmp(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+
+def _arrow_table(schema: pa.Schema, columns: dict[str, Any]) -> pa.Table:
+    """Rows given as columns, in ``schema``; a column left out is null."""
+    n = len(next(iter(columns.values())))
+    return pa.Table.from_pydict(
+        {f.name: _column(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema}, schema=schema)
+
+
+class MemorySink:
+    """A ``ParquetSink`` that keeps its rows in memory: ``table()`` gives them back as one Arrow table."""
+
+    def __init__(self, table: str) -> None:
+        self.schema = _schema_with_version(SCHEMAS[table])
+        self._parts: list[pa.Table] = []
+
+    def __enter__(self) -> MemorySink:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        return None
+
+    def write(self, columns: dict[str, Any]) -> None:
+        if columns:
+            self._parts.append(_arrow_table(self.schema, columns))
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self._parts) if self._parts else self.schema.empty_table()
 
 
 def write_table(path: str | os.PathLike[str], table: str, rows: list[dict[str, Any]]) -> str:

@@ -6,10 +6,7 @@ import json
 import logging
 import os
 import sys
-import time
 import traceback
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, List, Optional, TypeVar
 
@@ -99,31 +96,15 @@ def run(
     """Analyse videos into the lake and print a summary."""
 
     def go() -> None:
-        from videolake.pipeline.config import RunConfig, load_config_file
+        from videolake.api import analyze
 
         _use_storage_options(storage_options)
-        base = load_config_file(config) if config else RunConfig()
-        cfg = base.merged(dict(
-            detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
-            conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
-            gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime, pose=pose, pose_imgsz=pose_imgsz,
-        ))
-        from videolake.pipeline.ledger import read_lake_state
-        from videolake.pipeline.plan import plan_run
-        from videolake.pipeline.runs import RunSummary, triage, write_run_record
-
-        started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
-        plan = plan_run(sources, out, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
-        work = triage(plan.sources, read_lake_state(plan.lake, plan.config_hash, plan.sources), retry_failed)
-        if work.todo:
-            _quiet_logs(verbose)
-            from videolake.flows.analyze import run_analysis
-
-            summary = run_analysis(plan, list(sources), show_progress=not quiet, retry_failed=retry_failed)
-        else:  # nothing new: the run is recorded in the lake, without starting Prefect or Ray
-            summary = RunSummary.start(str(uuid.uuid4()), plan, work)
-            summary.wall_s = time.perf_counter() - t0
-            write_run_record(plan, summary, started_at)
+        _quiet_logs(verbose)
+        summary = analyze(sources, out, config=config, retry_failed=retry_failed, show_progress=not quiet,
+                          detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz,
+                          clip_seconds=clip_seconds, conf=conf, tracker=tracker, device=device, workers=workers,
+                          ray_address=ray_address, batch=batch, gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds,
+                          runtime=runtime, pose=pose, pose_imgsz=pose_imgsz)
         typer.echo("\n".join(summary.lines()))
 
     _guard(go)

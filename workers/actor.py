@@ -11,9 +11,8 @@ import socket
 
 import ray
 
-from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer, load_pose
+from videolake.pipeline.analyze import ShardJob, ShardResult, load_analyzer
 from videolake.pipeline.config import RunConfig
-from videolake.pipeline.detect import Detector
 
 __all__ = ["VideoWorker", "ProgressCounter"]
 
@@ -44,15 +43,11 @@ class VideoWorker:
                  progress_name: str | None = None, storage_env: dict[str, str] | None = None) -> None:
         import torch  # here, not at the top: the driver imports this module and never needs torch
 
-        from videolake.pipeline.actions import ActionModel
-
         # Bucket endpoint and credentials from the driver, as an argument: never in a runtime env or a log.
         os.environ.update(storage_env or {})
         torch.set_num_threads(max(1, num_threads))
         self.config = RunConfig.from_mapping(config)
-        detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device,
-                            runtime=self.config.runtime, threads=max(1, num_threads))
-        self.analyzer = VideoAnalyzer(self.config, detector, ActionModel.load(actions_path), load_pose(self.config, detector, num_threads))
+        self.analyzer = load_analyzer(self.config, detector_path, actions_path, threads=max(1, num_threads))
         # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
         self.progress = ray.get_actor(progress_name) if progress_name else None
         context = ray.get_runtime_context()
