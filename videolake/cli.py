@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 
-from videolake.pipeline.errors import ConfigError, VideolakeError
+from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
 
 app = typer.Typer(
     name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -280,9 +280,15 @@ def train_actions(
 
 
 def _detector_classes(path: str) -> list[str]:
+    from videolake.pipeline.models import check_safe_ultralytics
+
+    check_safe_ultralytics()
     from ultralytics import YOLO
 
-    return [str(v) for v in YOLO(path).names.values()]
+    try:
+        return [str(v) for v in YOLO(path).names.values()]
+    except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types for bad weights
+        raise ModelError(f"cannot load detector {path}: {exc}") from None
 
 
 def _quiet_logs(verbose: bool) -> None:
