@@ -32,6 +32,7 @@ from videolake.pipeline.plan import RunPlan, plan_run
 from videolake.pipeline.runs import RunSummary, triage, write_run_record
 from videolake.pipeline.shards import Shard, plan_shards
 from videolake.pipeline.sources import VideoSource
+from videolake.pipeline.storage import redact, redact_logs
 from videolake.pipeline.stitch import finalize_video
 
 __all__ = ["analyze", "run_analysis", "RunSummary", "BadVideo"]
@@ -63,7 +64,7 @@ def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float) -> 
     except StorageError:
         raise  # the bucket failed for now: Prefect retries the task
     except VideolakeError as exc:
-        raise BadVideo(error_kind(exc), str(exc)) from None
+        raise BadVideo(error_kind(exc), redact(str(exc))) from None
 
 
 @task(name="analyze-shard", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
@@ -76,7 +77,7 @@ def analyze_shard(job: ShardJob, pool, timeout_s: float) -> ShardResult:  # noqa
     try:
         result = pool.process(job, timeout_s=timeout_s)
     except ShardTimeout as exc:
-        raise BadVideo("timeout", str(exc)) from None
+        raise BadVideo("timeout", redact(str(exc))) from None
     if result.status != "ok":
         raise BadVideo(result.error_kind or "internal", result.error or "failed", result)
     result.attempts = task_run.run_count
@@ -103,6 +104,7 @@ def analyze(
 
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    redact_logs("prefect.flow_runs", "prefect.task_runs")  # task failures are logged with their tracebacks
     logger = get_run_logger()
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
@@ -184,7 +186,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
             probing.remove((video, future))
             outcome = future.result(raise_on_failure=False)
             if not isinstance(outcome, VideoInfo):
-                kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("internal", repr(outcome))
+                kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("internal", redact(repr(outcome)))
                 video.info = VideoInfo(video.source.uri, None, None, 0, 0, "unknown", None)
                 video.failures[0] = (kind, message)
                 summary.add(finalize_video(lake, config_hash, run_id, video.source.video_id, video.source.content_key,
@@ -215,7 +217,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                     summary.shards_processed += 1
                     video.records.append(_record(video, shard, "ok", run_id, outcome))
                 else:
-                    kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("worker", str(outcome))
+                    kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("worker", redact(str(outcome)))
                     summary.shards_failed += 1
                     video.failures[index] = (kind, message)
                     video.records.append(_record(video, shard, "failed", run_id, getattr(outcome, "result", None),

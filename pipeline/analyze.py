@@ -29,6 +29,7 @@ from videolake.pipeline.errors import DecodeError, LakeError, SourceError, Stora
 from videolake.pipeline.features import is_fall_class, person_class_ids
 from videolake.pipeline.lake import ParquetSink, table_path, write_table
 from videolake.pipeline.shards import SHARD_TRACK_STRIDE, Shard
+from videolake.pipeline.storage import redact
 from videolake.pipeline.track import Tracker
 
 if TYPE_CHECKING:  # torch loads only where a model runs (the Ray actor), not in the driver
@@ -103,11 +104,11 @@ class VideoAnalyzer:
         except (LakeError, StorageError):
             raise  # the lake is broken for every video, or the bucket failed for now: the task's retries decide
         except VideolakeError as exc:
-            result = ShardResult(job.video_id, job.shard.index, "failed", str(exc), error_kind(exc))
+            result = ShardResult(job.video_id, job.shard.index, "failed", redact(str(exc)), error_kind(exc))
         except Exception as exc:  # noqa: BLE001 - one broken video never sinks a run
             last = traceback.extract_tb(exc.__traceback__)[-1]
             where = f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
-            result = ShardResult(job.video_id, job.shard.index, "failed", f"{type(exc).__name__}: {exc}{where}", "internal")
+            result = ShardResult(job.video_id, job.shard.index, "failed", redact(f"{type(exc).__name__}: {exc}{where}"), "internal")
         result.wall_s = time.perf_counter() - started
         return result
 

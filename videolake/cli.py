@@ -36,24 +36,31 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except VideolakeError as exc:
-        if _debug:
-            traceback.print_exc()
-        typer.echo(f"error: {_redact(str(exc))}", err=True)
+        _print_traceback()
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        if _debug:
-            traceback.print_exc()
-        typer.echo(f"error: {type(exc).__name__}: {_redact(str(exc))} (rerun with --debug for the traceback)", err=True)
+        _print_traceback()
+        typer.echo(f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)", err=True)
         raise typer.Exit(1) from None
 
 
-def _redact(text: str) -> str:
+def _print_traceback() -> None:
+    """With --debug: the traceback of the exception being handled, redacted like every other error text."""
+    if _debug:
+        from videolake.pipeline.storage import redact
+
+        typer.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+
+
+def _one_line(text: str) -> str:
+    """An error text as one redacted line."""
     from videolake.pipeline.storage import redact
 
-    return redact(text)
+    return " ".join(redact(text).split())
 
 
 _STORAGE_HELP = ("JSON options for the bucket's filesystem (fsspec/s3fs), e.g. credentials or "
