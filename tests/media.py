@@ -164,3 +164,52 @@ def make_damaged_corpus(directory: Path) -> dict[str, Path]:
     for p in directory.glob("_source.*"):
         p.unlink()
     return out
+
+
+def _ts_segment(size: tuple[int, int], n_frames: int, first_pts: int, fps: int = 25) -> bytes:
+    """An MPEG-2 transport stream of ``n_frames`` frames of ``size``, starting at ``first_pts``."""
+    import io
+
+    frames = real_frames("carphone_pristine.mp4", limit=n_frames, size=size)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg2video", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = first_pts + i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def resolution_switching_ts(path: Path, small: tuple[int, int] = (64, 64), big: tuple[int, int] = (1920, 1088),
+                            n_small: int = 25, n_big: int = 5) -> MediaAsset:
+    """An MPEG-TS whose header says ``small`` and which switches to ``big`` frames after ``n_small``
+    (two transport streams back to back: a broadcast that changes resolution mid-stream)."""
+    path.write_bytes(_ts_segment(small, n_small, 0) + _ts_segment(big, n_big, n_small))
+    return MediaAsset(path, n_small + n_big, 25, small[0], small[1], (n_small + n_big) / 25, broken="switches to a larger size")
+
+
+def raw_h264(path: Path, seconds: float, fps: int = 25, size: tuple[int, int] = (64, 64)) -> MediaAsset:
+    """A raw H.264 elementary stream (no container: no duration, no timestamps), named as ``path`` says (e.g. .mp4)."""
+    frames = real_frames("carphone_pristine.mp4", limit=120, size=size)
+    n = int(seconds * fps)
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frames[i % len(frames)], format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return MediaAsset(path, n, fps, size[0], size[1], n / fps, broken="raw stream: no duration")
+
+
+def all_intra(path: Path, seconds: float, fps: int = 25, size: tuple[int, int] = (64, 48)) -> MediaAsset:
+    """Every frame a keyframe (MJPEG in Matroska): the keyframe index is as long as the video."""
+    frames = real_frames("carphone_pristine.mp4", limit=120, size=size)
+    return encode(path, [frames[i % len(frames)] for i in range(int(seconds * fps))], fps=fps, codec="mjpeg",
+                  pix_fmt="yuvj420p")

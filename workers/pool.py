@@ -25,7 +25,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from videolake.pipeline.analyze import ShardJob, ShardResult
 from videolake.pipeline.config import RunConfig
-from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
+from videolake.pipeline.errors import ConfigError, ModelError, TimedOut, VideolakeError
 from videolake.pipeline.models import ModelInfo
 from videolake.pipeline.storage import forwarded_env
 from videolake.workers.actor import ProgressCounter, VideoWorker
@@ -44,7 +44,7 @@ class WorkerLost(VideolakeError):
     """The actor running a shard died; the shard can be retried on another or a restarted actor."""
 
 
-class ShardTimeout(VideolakeError):
+class ShardTimeout(TimedOut):
     """A shard ran past its time limit; its actor was restarted to stop it."""
 
 
