@@ -81,7 +81,8 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
 
     A local lake is read by DuckDB itself; a bucket lake through Arrow datasets over fsspec
     (DuckDB scans them lazily, with projection and filter pushdown), so no DuckDB extension
-    has to be downloaded.
+    has to be downloaded. So is a local lake whose path has glob characters (``*``, ``?``, ``[``):
+    DuckDB would expand them and read a sibling lake too.
     """
     lake = storage.normalize(lake)
     if not storage.exists(lake) or (not storage.is_remote(lake) and not Path(lake).is_dir()):
@@ -91,7 +92,7 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
         files = lake_files(lake, table)
         if table not in _UNPARTITIONED:
             schema = schema.append(pa.field("config_hash", pa.string()))
-        if files and storage.is_remote(lake):
+        if files and (storage.is_remote(lake) or any(c in lake for c in "*?[")):  # DuckDB would glob such a path
             con.register(f"_ds_{table}", _arrow_dataset(lake, table, files, schema))
             con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _ds_{table}")
         elif files:
