@@ -152,6 +152,9 @@ def serve(
         _use_storage_options(storage_options)
         if (cron is None) == (interval is None):
             raise ConfigError("give exactly one of --cron and --interval")
+        from videolake.flows.deploy import make_schedule
+
+        make_schedule(cron, interval, timezone)  # a bad schedule fails now, with exit code 2
         cfg = load_config_file(config) if config else RunConfig()
         from videolake.pipeline.plan import plan_run
 
