@@ -30,6 +30,7 @@ from videolake.pipeline.lake import table_path, write_table
 from videolake.pipeline.ledger import read_lake_state
 from videolake.pipeline.plan import RunPlan, plan_run
 from videolake.pipeline.runs import RunSummary, triage, write_run_record
+from videolake.pipeline.scratch import sweep_leftovers
 from videolake.pipeline.shards import Shard, plan_shards
 from videolake.pipeline.sources import VideoSource
 from videolake.pipeline.storage import redact, redact_logs
@@ -112,6 +113,7 @@ def analyze(
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
     lake = plan.lake
+    sweep_leftovers(lake)  # what killed runs left: half-written files, Ray session folders, server logs
     run_id = str(flow_run.id or uuid.uuid4())
     state = read_lake_state(lake, plan.config_hash, plan.sources)
     work = triage(plan.sources, state, retry_failed)

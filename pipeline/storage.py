@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -207,10 +206,13 @@ def write_bytes(url: str, data: bytes) -> None:
 
 def tmp_path_for(url: str) -> str:
     """A temporary local file name for building ``url``'s content: beside it when local, so the
-    final rename is atomic; in the temp dir when remote (one PUT is atomic per object)."""
-    name = f"_tmp-{uuid.uuid4().hex}-{os.path.basename(url)}.inprogress"
+    final rename is atomic; in the private scratch folder when remote (one PUT is atomic per object).
+    The name says which process writes it, so a killed run's files are swept (``scratch.sweep_leftovers``)."""
+    from videolake.pipeline.scratch import process_tag, scratch_dir
+
+    name = f"_tmp-{process_tag()}-{uuid.uuid4().hex[:12]}-{os.path.basename(url)}.inprogress"
     if is_remote(url):
-        return os.path.join(tempfile.gettempdir(), name)
+        return os.path.join(scratch_dir(), name)
     os.makedirs(os.path.dirname(url) or ".", exist_ok=True)
     return os.path.join(os.path.dirname(url), name)
 

@@ -81,7 +81,9 @@ def test_a_parquet_sink_to_a_bucket_shows_nothing_until_it_closes(s3):
     assert state.committed == {("v", "c", "s0")}
     with pytest.raises(RuntimeError), ParquetSink(path.replace("s0", "s1"), "ledger") as sink:
         raise RuntimeError("the shard failed")
-    assert not s3.exists(path.replace("s0", "s1")) and not [f for f in os.listdir("/tmp") if f.startswith("_tmp-") and "c-s1" in f]
+    from videolake.pipeline.scratch import scratch_dir
+
+    assert not s3.exists(path.replace("s0", "s1")) and not [f for f in os.listdir(scratch_dir()) if f.startswith("_tmp-") and "c-s1" in f]
 
 
 def test_a_video_streams_from_the_bucket_without_a_local_copy(s3, samples_dir):
