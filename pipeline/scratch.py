@@ -31,7 +31,7 @@ __all__ = ["scratch_dir", "ray_temp_dir", "process_tag", "pid_alive", "sweep_lef
 STALE_AFTER_S = 24 * 3600.0  # leftovers that name no process of this host are removed after a day
 _RAY_SESSION = re.compile(r"^session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_(?P<pid>\d+)$")
 _SERVER_LOG = re.compile(r"^prefect-server-(?P<pid>\d+)-[0-9a-f]+\.log$")
-_TMP_FILE = re.compile(r"^_tmp-(?:(?P<host>[A-Za-z0-9.-]+)-(?P<pid>\d+)-)?[0-9a-f]+-.*\.inprogress$")
+_TMP_FILE = re.compile(r"^_tmp-.+\.inprogress$")
 
 
 def scratch_dir() -> Path:
@@ -56,8 +56,11 @@ def ray_temp_dir() -> Path:
 
 def process_tag() -> str:
     """``<host>-<pid>``: names this process in the leftovers it might leave."""
-    host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname())[:64] or "host"
-    return f"{host}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname())[:64] or "host"
 
 
 def pid_alive(pid: int) -> bool:
@@ -116,13 +119,16 @@ def end_processes_using(folder: Path, grace_s: float = 5.0) -> list[int]:
         with contextlib.suppress(OSError):
             if entry.stat().st_uid == os.getuid() and any(os.readlink(fd).startswith(prefix) for fd in (entry / "fd").iterdir()):
                 pids.append(int(entry.name))
+    alive = pids
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
+        for pid in alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace_s
-        while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while (alive := [pid for pid in alive if pid_alive(pid)]) and time.monotonic() < deadline:
             time.sleep(0.1)
+        if not alive:
+            break
     return pids
 
 
@@ -132,12 +138,12 @@ def _entries(folder: Path) -> list[Path]:
 
 def _stale(path: Path) -> bool:
     """A leftover whose process is gone; or, naming none of this host, one untouched for ``STALE_AFTER_S``."""
-    match = _RAY_SESSION.match(path.name) or _SERVER_LOG.match(path.name) or _TMP_FILE.match(path.name)
-    if match is None:
+    match = (_RAY_SESSION.match(path.name) or _SERVER_LOG.match(path.name)  # this host's, by their place
+             or re.match(rf"^_tmp-{re.escape(_host())}-(?P<pid>\d+)-[0-9a-f]+-.+\.inprogress$", path.name))
+    if match is not None:
+        return not pid_alive(int(match["pid"]))
+    if _TMP_FILE.match(path.name) is None:
         return False
-    pid, host = match["pid"], match.groupdict().get("host", process_tag().rsplit("-", 1)[0])
-    if pid is not None and host == process_tag().rsplit("-", 1)[0]:
-        return not pid_alive(int(pid))
     with contextlib.suppress(OSError):
         return time.time() - path.lstat().st_mtime > STALE_AFTER_S
     return False
