@@ -86,7 +86,10 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     try:
         yield address or "local"
     finally:
-        ray.shutdown() if address else stop_local_ray()
+        if address:
+            ray.shutdown()
+        else:
+            stop_local_ray()
 
 
 def cluster_nodes() -> list[NodeResources]:
