@@ -186,6 +186,9 @@ def load_yolo(weights: str, imgsz: int, device: str, runtime: str, threads: int 
     PyTorch weights on the CPU run exported to ONNX (cached, see ``models.exported_model``); a
     failed export falls back to PyTorch with a warning. The task (detect, pose) is the weights' own.
     """
+    from videolake.pipeline.models import check_safe_ultralytics
+
+    check_safe_ultralytics()  # a .pt is a pickle: never unpickled without weights_only
     from ultralytics import YOLO
 
     chosen = resolve_runtime(runtime, device, weights)

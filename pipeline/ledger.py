@@ -14,8 +14,10 @@ from videolake.pipeline.sources import VideoSource
 
 __all__ = ["LakeState", "read_lake_state", "finished_videos", "QUARANTINE_KINDS"]
 
-# Failures that would repeat on the same bytes: skipped until the content changes.
-QUARANTINE_KINDS = ("source", "decode")
+# Failures that would repeat on the same bytes: skipped until the content changes. A video is
+# recorded as timed out only after two timeouts in a row, and as killing its worker only after
+# every retry did (flows.analyze), so one stuck run never quarantines it.
+QUARANTINE_KINDS = ("source", "decode", "timeout", "worker")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from videolake.pipeline import storage
 from videolake.pipeline.config import RunConfig
+from videolake.pipeline.errors import ConfigError
 from videolake.pipeline.lake import check_writable
 from videolake.pipeline.models import ModelInfo, resolve_actions, resolve_detector, resolve_pose
 from videolake.pipeline.sources import VideoSource, check_reachable, discover
@@ -34,9 +35,15 @@ def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[
              list_sources: bool = True) -> RunPlan:
     """Raises ``ConfigError``, ``SourceError``, ``ModelError`` or ``LakeError`` naming what is wrong.
 
+    A source or lake URL that carries a credential (``user:password@``, a signature) is a ``ConfigError``.
+
     ``list_sources=False`` only checks that each source's path or bucket exists (the CLI's check
     before the flow starts; the flow lists them); the plan then has no sources.
     """
+    for url in [*map(os.fspath, sources), os.fspath(lake)]:
+        if storage.has_credentials(url):  # it would be stored in the lake, the logs and the run's Prefect parameters
+            raise ConfigError(f"{storage.redact(url)}: a URL must not carry credentials; give them through "
+                              "--storage-options or the environment (docs/buckets-and-schedules.md)")
     if list_sources:
         found = discover(sources)
     else:

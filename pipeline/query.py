@@ -81,17 +81,27 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
 
     A local lake is read by DuckDB itself; a bucket lake through Arrow datasets over fsspec
     (DuckDB scans them lazily, with projection and filter pushdown), so no DuckDB extension
-    has to be downloaded.
+    has to be downloaded. So is a local lake whose path has glob characters (``*``, ``?``, ``[``):
+    DuckDB would expand them and read a sibling lake too.
     """
     lake = storage.normalize(lake)
     if not storage.exists(lake) or (not storage.is_remote(lake) and not Path(lake).is_dir()):
         raise LakeError(f"lake not found: {lake}")
     con = duckdb.connect()
+    try:
+        _create_views(con, lake)
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        con.close()
+        raise LakeError(f"cannot read the lake {lake}: {_first_line(exc)}") from None
+    return con
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, lake: str) -> None:
     for table, schema in SCHEMAS.items():
         files = lake_files(lake, table)
         if table not in _UNPARTITIONED:
             schema = schema.append(pa.field("config_hash", pa.string()))
-        if files and storage.is_remote(lake):
+        if files and (storage.is_remote(lake) or any(c in lake for c in "*?[")):  # DuckDB would glob such a path
             con.register(f"_ds_{table}", _arrow_dataset(lake, table, files, schema))
             con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _ds_{table}")
         elif files:
@@ -107,7 +117,12 @@ def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     from videolake.pipeline.sqlpack import register_sql_pack  # the SQL pack: episodes, buckets, dwell, first actions
 
     register_sql_pack(con)
-    return con
+
+
+def _first_line(exc: BaseException) -> str:
+    """A DuckDB or Arrow error's first line, without DuckDB's error class prefix (``IO Error: ...``)."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line.split(": ", 1)[1] if line.split(": ", 1)[0].endswith("Error") and ": " in line else line
 
 
 def _arrow_dataset(lake: str, table: str, files: list[str], schema: pa.Schema) -> ds.Dataset:
@@ -122,8 +137,8 @@ def run_sql(lake: str | os.PathLike[str], sql: str) -> pa.Table:
     try:
         relation = con.sql(sql)
         return relation.fetch_arrow_table() if relation is not None else pa.table({})
-    except duckdb.Error as exc:
-        raise LakeError(f"query failed: {str(exc).splitlines()[0]}") from None
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise LakeError(f"query failed: {_first_line(exc)}") from None
     finally:
         con.close()
 
@@ -137,6 +152,8 @@ def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
             columns = [(c[0], c[1]) for c in con.execute(f"DESCRIBE {name}").fetchall()]
             out.append(ViewInfo(name, int(rows), columns))
         return out
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise LakeError(f"cannot read the lake {lake}: {_first_line(exc)}") from None
     finally:
         con.close()
 

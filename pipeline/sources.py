@@ -38,6 +38,10 @@ def discover(sources: Iterable[str | os.PathLike[str]], extensions: tuple[str, .
     globs (``s3://cams/2026-11-*/**/*.mp4``). A file or object named explicitly is taken
     whatever its extension. A missing path or bucket is an error; an empty prefix is not.
     A bucket listing reads no object: sizes and ETags come from the listing itself.
+
+    Paths are literal where they exist: ``*``, ``?`` and ``[`` make a glob only of a path that
+    does not exist, and then only past its longest existing folder (``cams[1]/*.mp4`` globs
+    ``*.mp4`` inside the folder ``cams[1]``). A local file or folder named ``cam[2].mp4`` is that file.
     """
     found: dict[str, VideoSource] = {}
     for source in sources:
@@ -53,7 +57,7 @@ def check_reachable(sources: Iterable[str | os.PathLike[str]]) -> None:
     for source in sources:
         url = storage.normalize(source)
         if not storage.is_remote(url):
-            if not _is_glob(url) and not os.path.exists(url):
+            if not os.path.exists(url) and not _is_glob(url):
                 raise SourceError(f"source not found: {url}")
             continue
         try:
@@ -65,13 +69,13 @@ def check_reachable(sources: Iterable[str | os.PathLike[str]]) -> None:
 
 def _local(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int | str]]:
     path = Path(url)
-    if _is_glob(url):
-        candidates = [Path(p) for p in sorted(glob.glob(url, recursive=True))
-                      if os.path.isfile(p) and Path(p).suffix.lower() in extensions]
-    elif path.is_dir():
+    if path.is_dir():
         candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
     elif path.exists():
         candidates = [path]
+    elif _is_glob(url):
+        candidates = [Path(p) for p in sorted(glob.glob(_literal_prefix(path), recursive=True))
+                      if os.path.isfile(p) and Path(p).suffix.lower() in extensions]
     else:
         raise SourceError(f"source not found: {url}")
     out = []
@@ -82,8 +86,8 @@ def _local(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int | 
 
 
 def _remote(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, str]]:
-    pattern = _is_glob(url)
     try:
+        pattern = _is_glob(url) and not storage.exists(url)  # an object or prefix that exists is literal
         files = storage.list_files(url, pattern=pattern)
         if not files and not storage.exists(_bucket(url)):
             raise FileNotFoundError(url)
@@ -96,6 +100,12 @@ def _remote(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, str]]
 
 def _is_glob(url: str) -> bool:
     return any(c in url for c in "*?[")
+
+
+def _literal_prefix(pattern: Path) -> str:
+    """``pattern`` with its longest existing folder escaped: what exists is literal, the rest is the glob."""
+    base = next(p for p in pattern.parents if p.is_dir())
+    return os.path.join(glob.escape(str(base)), str(pattern.relative_to(base)))
 
 
 def _bucket(url: str) -> str:

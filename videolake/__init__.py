@@ -9,12 +9,20 @@ The command line is ``videolake`` (``videolake.cli``); the same things from Pyth
 
 The library is ``videolake.pipeline`` (no Ray, no Prefect), the Ray workers ``videolake.workers``,
 the Prefect flow ``videolake.flows``. Names below load on first use, so ``import videolake`` is cheap.
+
+Importing videolake turns on Ultralytics' safe loading of weights and turns off its run-time pip
+installs, in this process and the ones it starts (Ray workers import videolake too): Ultralytics
+reads both settings once, when it is first imported. See ``videolake.pipeline.models``.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from videolake.pipeline.models import set_ultralytics_env
+
+set_ultralytics_env()
 
 __all__ = [
     "analyze", "analyze_video", "RunConfig", "RunSummary", "VideoResult",
