@@ -241,7 +241,7 @@ def draw_skeletons(image: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
 
     if len(keypoints) == 0:
         return image
-    points = sv.KeyPoints(xy=keypoints[:, :, :2].astype(np.float32), confidence=keypoints[:, :, 2].astype(np.float32),
+    points = sv.KeyPoints(xy=keypoints[:, :, :2].astype(np.float32), keypoint_confidence=keypoints[:, :, 2].astype(np.float32),
                           visible=keypoints[:, :, 2] >= KP_MIN_CONF)
     thickness = max(1, round(image.shape[0] / 480))
     image = sv.EdgeAnnotator(color=sv.Color.from_hex("#00e5ff"), thickness=thickness,

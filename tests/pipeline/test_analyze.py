@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from videolake.pipeline.actions import ActionModel
-from videolake.pipeline.analyze import ShardJob, VideoAnalyzer, prefetch
+from videolake.pipeline.analyze import ShardJob, VideoAnalyzer, load_pose, prefetch
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import probe
 from videolake.pipeline.detect import Detector
@@ -18,7 +18,7 @@ from tests.conftest import FAST
 def analyzer():
     cfg = RunConfig(**FAST)
     detector = Detector(str(default_detector_path()), imgsz=cfg.imgsz, conf=cfg.conf, device="cpu")
-    return VideoAnalyzer(cfg, detector, ActionModel.load(default_actions_path()))
+    return VideoAnalyzer(cfg, detector, ActionModel.load(default_actions_path()), load_pose(cfg, detector))
 
 
 WHOLE = Shard(0, 0.0, float("inf"), 0.0, 0, 0.0)
@@ -46,9 +46,9 @@ def test_carphone_gives_tracked_detections_and_one_clip_row_per_track_and_window
     assert len(keys) == len(set(keys)) == result.n_clips >= 2
     assert {c["clip_index"] for c in clips} == {0, 1}  # 2 s windows over a 4 s video
     for c in clips:
-        if c["action"] != "unknown":
-            assert len(c["action_probs"]) == 5 and abs(sum(c["action_probs"]) - 1) < 1e-3
-            assert c["n_frames"] >= 4
+        if c["action_probs"] is not None:
+            assert len(c["action_probs"]) == 6 and abs(sum(c["action_probs"]) - 1) < 1e-3
+            assert c["n_frames"] >= 4 and c["n_pose_frames"] >= 4
     assert sum(result.clips_by_action.values()) == len(clips)
 
 

@@ -19,7 +19,7 @@ def test_resolved_models_carry_their_sha256():
     detector, actions = resolve_detector("default"), resolve_actions("default")
     assert len(detector.sha256) == 64 and len(actions.sha256) == 64
     assert resolve_detector(detector.path).sha256 == detector.sha256
-    assert action_classes(actions.path) == ("standing", "walking", "running", "falling", "lying")
+    assert action_classes(actions.path) == ("standing", "walking", "running", "sitting", "lying", "falling")
 
 
 @pytest.mark.parametrize("spec, message", [("/nope/weights.pt", "detector weights not found"), ("dir/x.pt", "not found")])
@@ -111,6 +111,8 @@ def test_embedded_models_are_pinned_by_sha256(monkeypatch):
 
     detector = resolve_detector("default")
     assert detector.sha256 == models.EMBEDDED_MODELS["detector"].sha256 and "sha256 pinned" in detector.source
+    pose = models.resolve_pose("default")
+    assert pose.sha256 == models.EMBEDDED_MODELS["pose"].sha256 and "sha256 pinned" in pose.source
     real = models.EMBEDDED_MODELS["detector"]
     monkeypatch.setitem(models.EMBEDDED_MODELS, "detector", models.EmbeddedModel(real.dist, real.file, "0" * 64))
     with pytest.raises(ModelError, match="is not the pinned file"):

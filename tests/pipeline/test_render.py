@@ -9,7 +9,7 @@ from videolake.pipeline.decode import iter_frames, probe
 from videolake.pipeline.errors import ConfigError, SourceError
 from videolake.pipeline.lake import table_path, write_table
 from videolake.pipeline.query import connect
-from videolake.pipeline.render import find_video, frames_between, label_for, load_overlay, render_clip
+from videolake.pipeline.render import Overlay, find_video, frames_between, label_for, load_overlay, render_clip
 from tests.real_lake import real_lake
 
 
@@ -66,14 +66,32 @@ def test_render_writes_the_range_with_boxes_in_each_tracks_colour(lake, con, tmp
 
 
 def test_labels_carry_track_class_action_and_confidence(lake, con):
-    video = find_video(con, lake.video_ids["carphone_pristine.mp4"])
-    clip = con.execute("SELECT track_id, t_start_s, action, action_confidence FROM clips WHERE video_id = ? "
-                       "AND action <> 'unknown' ORDER BY t_start_s LIMIT 1", [video.video_id]).fetchone()
-    overlay = load_overlay(con, video, 0.0, 4.0)
+    clip = con.execute("SELECT track_id, t_start_s, action, action_confidence, video_id FROM clips "
+                       "WHERE action <> 'unknown' ORDER BY video_id, t_start_s LIMIT 1").fetchall()[0]
+    video = find_video(con, clip[4])
+    overlay = load_overlay(con, video, clip[1], clip[1] + 2.0)
     i = next(j for j in range(len(overlay)) if overlay.track_id[j] == clip[0] and overlay.t_s[j] >= clip[1])
     text = label_for(overlay, i, overlay.t_s[i])
     assert text.startswith(f"#{clip[0]} {overlay.class_name[i]} {overlay.confidence[i]:.2f}")
     assert text.endswith(f"| {clip[2]} {clip[3]:.2f}")
+
+
+def test_abstentions_and_skeletons_show_on_the_frames(lake, con):
+    video = find_video(con, lake.video_ids["carphone_pristine.mp4"])
+    overlay = load_overlay(con, video, 0.0, 4.0)
+    assert overlay.keypoints is not None and (overlay.keypoints[:, :, 2] >= 0.5).any()  # the seated man's head and shoulders
+    texts = {label_for(overlay, i, overlay.t_s[i]) for i in range(len(overlay)) if overlay.track_id[i] >= 0}
+    assert any(t.endswith("| unknown") for t in texts)      # a person, too little to say what he does
+    # A tracked box with no clip where clips exist: the run did not take it for a person.
+    other = Overlay(t_s=np.array([0.5, 0.5]), xyxy=np.array([[0, 0, 10, 20], [20, 0, 30, 20]], np.float32),
+                    confidence=np.array([0.9, 0.8], np.float32), track_id=np.array([1, 2]), class_name=np.array(["Normal", "Fall"]),
+                    clips=[(1, 0.0, 2.0, "walking", 0.8)], hold_s=0.5)
+    assert label_for(other, 0, 0.5).endswith("| walking 0.80") and label_for(other, 1, 0.5).endswith("| no action")
+    from videolake.pipeline.render import draw_skeletons
+
+    frame = np.zeros((144, 176, 3), np.uint8)
+    drawn = draw_skeletons(frame.copy(), overlay.keypoints[overlay.t_s == overlay.t_s[0]])
+    assert (drawn != frame).any()
 
 
 def test_render_errors_say_what_is_wrong(lake, con, tmp_path):
