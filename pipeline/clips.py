@@ -10,7 +10,7 @@ What a tracked box gets in a window (``clip_evidence``, shared with training on 
   a person to the pose model (a plausible skeleton, or the pose model's person confidence of
   at least ``PERSON_CONFIDENCE``);
 - ``unknown`` when the evidence is too thin to say: fewer than ``min_frames`` detections, or
-  (with pose) fewer than ``min_frames`` frames with a usable skeleton or fewer than half;
+  (with pose) fewer than two frames with a usable skeleton, or usable skeletons in under half the frames;
 - otherwise the action model's class, or ``unknown`` when its top probability is under the
   model's calibrated threshold (``ActionModel.classify``).
 """
@@ -60,7 +60,7 @@ def clip_evidence(window: TrackSeries, min_frames: int) -> Evidence:
     person = skeletons | (window.pose_confidence >= PERSON_CONFIDENCE)
     if person.sum() * 2 < n:
         return Evidence.NOT_A_PERSON
-    if n < min_frames or skeletons.sum() < min_frames or skeletons.sum() * 2 < n:
+    if n < min_frames or skeletons.sum() < 2 or skeletons.sum() * 2 < n:
         return Evidence.UNKNOWN
     return Evidence.ENOUGH
 

@@ -30,7 +30,7 @@ _JOINT_NAMES = ("nose", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wri
                 "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle")
 KP_MIN_CONF = 0.5           # a keypoint counts as seen at this confidence
 _MIN_SKELETON_KEYPOINTS = 8  # of 17, with a shoulder and a hip among them
-_MIN_POSE_CONFIDENCE = 0.25
+_MIN_POSE_CONFIDENCE = 0.4  # the pose model's own confidence that the skeleton is a person's
 _MAX_REL = 4.0               # normalised joint positions are clipped to +-4 body scales
 _MAX_DT_S = 2.0
 _MAX_RATE = 20.0

@@ -40,7 +40,8 @@ def _window(n, skeletons, pose_confidence=0.9):
     (16, 6, 0.9, Evidence.NOT_A_PERSON),    # mostly nothing the pose model takes for a person
     (16, 0, 0.0, Evidence.NOT_A_PERSON),    # e.g. a patch of a car window
     (3, 3, 0.9, Evidence.UNKNOWN),          # a person, but too few frames to say what they do
-    (6, 3, 0.9, Evidence.UNKNOWN),
+    (6, 3, 0.9, Evidence.ENOUGH),           # half the frames with a usable skeleton
+    (16, 16, 0.3, Evidence.NOT_A_PERSON),   # skeletons the pose model itself doubts (a cartoon rabbit)
 ])
 def test_clip_evidence_decides_between_no_row_unknown_and_a_guess(n, skeletons, pose_confidence, expected):
     assert clip_evidence(_window(n, skeletons, pose_confidence), min_frames=4) is expected
