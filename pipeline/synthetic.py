@@ -35,7 +35,7 @@ from videolake.pipeline.features import TrackSeries, window_features
 
 __all__ = ["SyntheticTrack", "generate_tracks", "generate_features", "GENERATOR_VERSION"]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 _FPS_CHOICES = (4.0, 5.0, 6.0, 8.0, 8.0, 8.0, 10.0, 12.0, 15.0)
 _FRAME_SIZES = ((640, 360), (1280, 720), (1920, 1080), (640, 272), (768, 576), (176, 144), (480, 640), (1024, 768), (352, 288))
 # COCO joint indices.
@@ -148,7 +148,7 @@ def _joints(body: _Body, pose: _Pose) -> np.ndarray:
     return out
 
 
-def _gait(t: np.ndarray, rng: np.random.Generator, run: bool) -> tuple[list[_Pose], np.ndarray, float]:
+def _gait(t: np.ndarray, rng: np.random.Generator, run: bool, body: _Body) -> tuple[list[_Pose], np.ndarray, float]:
     """Poses of a walking or running cycle, the pelvis's height bob (m) and the speed (m/s)."""
     speed = rng.uniform(2.2, 6.0) if run else rng.uniform(0.5, 1.8)
     cadence_hz = (rng.uniform(2.5, 3.4) if run else np.clip(1.2 + 0.45 * speed + rng.normal(0, 0.12), 1.3, 2.3)) / 2  # strides
@@ -160,6 +160,7 @@ def _gait(t: np.ndarray, rng: np.random.Generator, run: bool) -> tuple[list[_Pos
     elbow = np.radians(rng.uniform(70, 110) if run else rng.uniform(5, 35))
     lean = np.radians(rng.uniform(5, 18) if run else rng.uniform(-3, 6))
     carry = rng.random() < (0.0 if run else 0.25)  # a bag, a phone, hands in pockets: one arm still
+    legs = _stance_abduction(body, rng.uniform(0.0, 0.2))  # step width: feet land under the body
     poses, bob = [], []
     for ti in t:
         ph = 2 * np.pi * cadence_hz * ti + phase
@@ -167,7 +168,7 @@ def _gait(t: np.ndarray, rng: np.random.Generator, run: bool) -> tuple[list[_Pos
             hip_flex=(amp * np.sin(ph), amp * np.sin(ph + np.pi)),
             knee_flex=(knee_stance + knee_swing * max(0.0, np.sin(ph + 0.9)) ** 2,
                        knee_stance + knee_swing * max(0.0, np.sin(ph + np.pi + 0.9)) ** 2),
-            hip_abd=(0.03, 0.03),
+            hip_abd=(legs, legs),
             shoulder_flex=(0.05 if carry else arm * np.sin(ph + np.pi), arm * np.sin(ph)),
             shoulder_abd=(0.12, 0.12),
             elbow_flex=(0.6 if carry else elbow, elbow),
@@ -175,6 +176,11 @@ def _gait(t: np.ndarray, rng: np.random.Generator, run: bool) -> tuple[list[_Pos
         ))
         bob.append((0.06 if run else 0.025) * np.cos(2 * ph))
     return poses, np.array(bob), speed
+
+
+def _stance_abduction(body: _Body, ankles_apart_m: float) -> float:
+    """The hip abduction (radians, negative: legs converging) that puts the ankles ``ankles_apart_m`` apart."""
+    return float(np.arcsin(np.clip((ankles_apart_m - body.pelvis_w) / 2 / (body.thigh + body.shin), -0.5, 0.5)))
 
 
 def _arms_at_rest(rng: np.random.Generator) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
@@ -207,7 +213,7 @@ def _one_track(label: int, rng: np.random.Generator) -> SyntheticTrack:
     pelvis_h = np.full(n, leg_len * 0.99)
     poses: list[_Pose]
     if action in ("walking", "running"):
-        poses, bob, speed = _gait(t, rng, run=action == "running")
+        poses, bob, speed = _gait(t, rng, run=action == "running", body=body)
         direction = np.array([np.cos(yaw), 0.0, -np.sin(yaw)])
         position += np.outer(t - t[0], direction * speed)
         pelvis_h = pelvis_h * (0.97 if action == "walking" else 0.93) + bob
@@ -215,15 +221,17 @@ def _one_track(label: int, rng: np.random.Generator) -> SyntheticTrack:
         yaws = yaw + turn * (t - t[0])
     elif action == "standing":
         shoulder, abd, elbow = _arms_at_rest(rng)
-        gesture = rng.random() < 0.35
-        stance = rng.uniform(0.0, 0.18)
+        gesture_hz = rng.uniform(0.5, 1.5) if rng.random() < 0.35 else 0.0
+        stance = rng.uniform(0.0, 0.18)                    # one foot a little ahead
+        legs = _stance_abduction(body, rng.uniform(0.02, 0.35))  # feet under the body, 2-35 cm apart
+        knees = rng.uniform(0, 0.08, 2)
+        lean, head = rng.uniform(-0.03, 0.06), rng.uniform(-0.4, 0.4)
         poses = []
         for ti in t:
-            g = 0.4 * np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * ti) if gesture else 0.0
-            poses.append(_Pose(hip_flex=(stance / 2, -stance / 2), knee_flex=(rng.uniform(0, 0.08), rng.uniform(0, 0.08)),
-                               hip_abd=(rng.uniform(0, 0.1),) * 2, shoulder_flex=(shoulder[0] + g, shoulder[1]),
-                               shoulder_abd=abd, elbow_flex=(elbow[0] + abs(g), elbow[1]),
-                               torso_pitch=rng.uniform(-0.03, 0.06), head_yaw=rng.uniform(-0.4, 0.4)))
+            g = 0.4 * np.sin(2 * np.pi * gesture_hz * ti) if gesture_hz else 0.0
+            poses.append(_Pose(hip_flex=(stance / 2, -stance / 2), knee_flex=tuple(knees), hip_abd=(legs, legs),
+                               shoulder_flex=(shoulder[0] + g, shoulder[1]), shoulder_abd=abd, elbow_flex=(elbow[0] + abs(g), elbow[1]),
+                               torso_pitch=lean, head_yaw=head + 0.15 * np.sin(0.7 * ti)))
         sway = rng.uniform(0.005, 0.04)
         position[:, 0] += sway * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 6))
         if rng.random() < 0.25:  # a small step or a shuffle
@@ -234,10 +242,13 @@ def _one_track(label: int, rng: np.random.Generator) -> SyntheticTrack:
         knee = rng.uniform(1.0, 1.9)
         shoulder, abd, elbow = _arms_at_rest(rng)
         lean = rng.uniform(-0.3, 0.45)
-        poses = [_Pose(hip_flex=(hip + rng.normal(0, 0.02), hip + rng.uniform(-0.25, 0.25)),
-                       knee_flex=(knee, knee + rng.uniform(-0.3, 0.3)), hip_abd=(rng.uniform(0, 0.25),) * 2,
+        spread = rng.uniform(-0.25, 0.25)   # one leg ahead of the other
+        knee_spread = rng.uniform(-0.3, 0.3)
+        legs = rng.uniform(-0.05, 0.3)      # knees together or apart
+        head = rng.uniform(-0.5, 0.5)
+        poses = [_Pose(hip_flex=(hip, hip + spread), knee_flex=(knee, knee + knee_spread), hip_abd=(legs, legs),
                        shoulder_flex=(shoulder[0] + 0.3, shoulder[1] + 0.3), shoulder_abd=abd, elbow_flex=elbow,
-                       torso_pitch=lean + 0.05 * np.sin(ti), head_yaw=rng.uniform(-0.5, 0.5)) for ti in t]
+                       torso_pitch=lean + 0.05 * np.sin(ti), head_yaw=head + 0.15 * np.sin(0.5 * ti)) for ti in t]
         pelvis_h[:] = rng.uniform(0.35, 0.65)
         if rng.random() < 0.2:  # in a moving vehicle, a cart, a wheelchair
             position += np.outer(t - t[0], np.array([np.cos(yaw), 0.0, -np.sin(yaw)]) * rng.uniform(0.5, 5.0))
@@ -276,7 +287,7 @@ def _down(action: str, t: np.ndarray, body: _Body, yaw: float, rng: np.random.Ge
     s = s * s  # accelerating, as a body tipping under gravity
     buckle = rng.random() < 0.4  # knees give way first: the pelvis drops, then the torso goes down
     walking = rng.random() < 0.5
-    upright, bob, speed = _gait(t, rng, run=False) if walking else ([_Pose()] * n, np.zeros(n), 0.0)
+    upright, bob, speed = _gait(t, rng, run=False, body=body) if walking else ([_Pose()] * n, np.zeros(n), 0.0)
     direction = np.array([np.cos(yaw), 0.0, -np.sin(yaw)])
     if walking:
         position += np.outer(np.minimum(t, t_fall) - t[0], direction * speed)
@@ -306,6 +317,17 @@ def _down(action: str, t: np.ndarray, body: _Body, yaw: float, rng: np.random.Ge
     return poses, pelvis_h, roll, tip, position, yaw
 
 
+def _runs(rng: np.random.Generator, shape: tuple[int, int], p_hidden: float, stay: float = 0.85) -> np.ndarray:
+    """Visibility (True: seen) hidden with probability ``p_hidden`` on average, in runs: each frame keeps the
+    previous frame's state with probability ``stay``."""
+    out = np.empty(shape, dtype=bool)
+    out[0] = rng.random(shape[1]) >= p_hidden
+    for i in range(1, shape[0]):
+        fresh = rng.random(shape[1]) >= p_hidden
+        out[i] = np.where(rng.random(shape[1]) < stay, out[i - 1], fresh)
+    return out
+
+
 def _observe(label: int, t: np.ndarray, world: np.ndarray, rng: np.random.Generator) -> SyntheticTrack:
     """Project the 3D joints through a random camera into detector and pose-model output."""
     n = len(t)
@@ -331,16 +353,17 @@ def _observe(label: int, t: np.ndarray, world: np.ndarray, rng: np.random.Genera
         xy = (xy - focus) * zoom[:, None, None] + focus + (pan + shake)[:, None, :]
     # What the pose model sees: jitter, confidences, joints hidden by the body or by things.
     scale_px = np.maximum(np.linalg.norm(xy[:, [5, 6]].mean(1) - xy[:, [11, 12]].mean(1), axis=-1), height_px * 0.1)
-    noise = rng.uniform(0.01, 0.06)
+    noise = rng.uniform(0.01, 0.05)  # keypoint jitter in torso lengths
     kp_xy = xy + rng.normal(0, 1, xy.shape) * noise * scale_px[:, None, None]
-    seen = rng.random((n, 17)) > rng.uniform(0.0, 0.1)
+    # Joints come and go in runs, as occlusions do, not frame by frame.
+    seen = _runs(rng, (n, 17), rng.uniform(0.0, 0.1))
     facing_away = rng.random() < 0.3
     if facing_away:
-        seen[:, :5] &= rng.random((n, 5)) < 0.2
-    seen[:, 1:5] &= rng.random((n, 4)) < rng.uniform(0.2, 1.0)  # faces are small: eyes and ears often missed
+        seen[:, :5] &= _runs(rng, (n, 5), 0.8)
+    seen[:, 1:5] &= _runs(rng, (n, 4), rng.uniform(0.0, 0.8))  # faces are small: eyes and ears often missed
     if rng.random() < 0.35:  # far-side limbs
         far = rng.choice([[7, 9, 13, 15], [8, 10, 14, 16]])
-        seen[:, far] &= rng.random((n, 4)) < 0.4
+        seen[:, far] &= _runs(rng, (n, 4), 0.6)
     if rng.random() < 0.12:  # legs hidden (behind a car, a desk): only the upper body
         seen[:, 13:17] = False
         if rng.random() < 0.5:
@@ -368,10 +391,15 @@ def _observe(label: int, t: np.ndarray, world: np.ndarray, rng: np.random.Genera
     xyxy[:, 2] = np.maximum(xyxy[:, 2], xyxy[:, 0] + 2)
     xyxy[:, 3] = np.maximum(xyxy[:, 3], xyxy[:, 1] + 2)
     confidence = np.clip(rng.uniform(0.35, 0.95) + rng.normal(0, 0.08, n), 0.25, 1.0)
-    keep = rng.random(n) >= rng.uniform(0.0, 0.2)  # missed detections
+    keep = rng.random(n) >= rng.uniform(0.0, 0.3)  # missed detections
     if rng.random() < 0.15:  # an occlusion gap
         start = rng.integers(n)
         keep[start : start + rng.integers(1, max(2, n // 3))] = False
+    if rng.random() < 0.4:  # the track starts or ends inside the window (it enters, leaves, or is lost)
+        span = max(4, int(round(n * rng.uniform(0.35, 1.0))))
+        first = int(rng.integers(0, max(1, n - span + 1)))
+        keep[:first] = False
+        keep[first + span:] = False
     keep[0] = True  # the frame before the window: rates carry in
     if keep[1:].sum() < 3:
         keep[1:4] = True

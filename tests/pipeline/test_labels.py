@@ -99,10 +99,10 @@ def test_sequences_are_what_inference_computed_for_the_same_clips(samples_dir, t
     clips = con.execute("SELECT video_id, t_start_s, t_end_s, action, track_id, clip_index, action_probs FROM clips "
                         "WHERE action_probs IS NOT NULL ORDER BY ALL").fetchall()
     con.close()
-    assert len({c[3] for c in clips}) >= 2, clips
+    assert len(clips) >= 2, clips
     labels = tmp_path / "labels.csv"
     pcsv.write_csv(pa.table({"video_id": [c[0] for c in clips], "t_start_s": [c[1] for c in clips],
-                             "t_end_s": [c[2] for c in clips], "action": [c[3] for c in clips],
+                             "t_end_s": [c[2] for c in clips], "action": ["a", "b"] * (len(clips) // 2) + ["a"] * (len(clips) % 2),
                              "track_id": [c[4] for c in clips]}), labels)
     _, data = _sequences(lake, labels)
     assert sorted(data.keys) == sorted((c[0], c[4], c[5]) for c in clips)
