@@ -28,6 +28,7 @@ from videolake.pipeline.detect import Detections, Detector
 from videolake.pipeline.errors import DecodeError, LakeError, SourceError, StorageError, TimedOut, VideolakeError
 from videolake.pipeline.features import person_class_ids
 from videolake.pipeline.lake import MemorySink, ParquetSink, table_path, write_table
+from videolake.pipeline.motion import CameraMotion, CameraPose
 from videolake.pipeline.shards import SHARD_TRACK_STRIDE, Shard
 from videolake.pipeline.storage import redact
 from videolake.pipeline.track import Tracker
@@ -210,18 +211,26 @@ class VideoAnalyzer:
                 clip_sink.write(_clip_columns(owned, job, id_offset))
 
             size = cfg.batch_for(self.detector.device)
-            for batch in prefetch(_batched((f for f in frames if f.t_s >= shard.warmup_from_s - 1e-9), size), depth=2):
+            motion = CameraMotion()
+
+            def with_camera(frames: Iterator[Frame]) -> Iterator[tuple[Frame, CameraPose]]:
+                for frame in frames:  # on the decode thread: cheap, at low resolution
+                    yield frame, motion.update(frame.image)
+
+            warm = (f for f in frames if f.t_s >= shard.warmup_from_s - 1e-9)
+            for pairs in prefetch(_batched(with_camera(warm), size), depth=2):
+                batch, cameras = [f for f, _ in pairs], [c for _, c in pairs]
                 detections = self.detector([f.image for f in batch])
                 tracked = [tracker.update(dets, frame.image) for frame, dets in zip(batch, detections)]
                 if self.pose is not None:
                     tracked = self.pose([f.image for f in batch], tracked, self.person_ids)
-                for frame, dets in zip(batch, tracked):
-                    emit_clips(clips.add(frame.t_s, dets))
+                for frame, dets, camera in zip(batch, tracked, cameras):
+                    emit_clips(clips.add(frame.t_s, dets, camera))
                 owned = [shard.owns(f.t_s) for f in batch]
-                det_sink.write(_detection_columns(batch, tracked, owned, self.detector.names, job, id_offset))
+                det_sink.write(_detection_columns(batch, tracked, owned, self.detector.names, job, id_offset, cameras=cameras))
                 if not shard.is_first:
-                    warm = [not o for o in owned]
-                    overlap_sink.write(_detection_columns(batch, tracked, warm, self.detector.names, job, id_offset, overlap=True))
+                    warm_rows = [not o for o in owned]
+                    overlap_sink.write(_detection_columns(batch, tracked, warm_rows, self.detector.names, job, id_offset, overlap=True))
                 n_detections += sum(len(d) for d, o in zip(tracked, owned) if o)
                 frames_owned += sum(owned)
                 progress(sum(owned))
@@ -296,7 +305,7 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 
 def _detection_columns(
     batch: list[Frame], detections: list[Detections], keep: list[bool], names: dict[int, str], job: ShardJob,
-    id_offset: int, overlap: bool = False,
+    id_offset: int, overlap: bool = False, cameras: list[CameraPose] | None = None,
 ) -> dict:
     frames = [f for f, k in zip(batch, keep) if k]
     dets = [d for d, k in zip(detections, keep) if k]
@@ -320,6 +329,10 @@ def _detection_columns(
     }
     if not overlap:
         columns.update(_keypoint_columns(dets, n))
+        if cameras is not None:
+            poses = [c for c, k in zip(cameras, keep) if k]
+            columns.update({name: np.repeat([getattr(c, attr) for c in poses], counts).astype(np.float32)
+                            for name, attr in (("cam_scale", "scale"), ("cam_x", "x_px"), ("cam_y", "y_px"))})
         columns["class_name"] = [names.get(int(c), str(c)) for c in class_id]
         columns["run_id"] = [job.run_id] * n
     return columns

@@ -26,6 +26,7 @@ import numpy as np
 
 from videolake.pipeline.detect import Detections
 from videolake.pipeline.features import TrackSeries, skeleton_ok, window_features
+from videolake.pipeline.motion import IDENTITY, CameraPose
 
 if TYPE_CHECKING:  # torch loads only where a model runs, not in the driver
     from videolake.pipeline.actions import ActionModel
@@ -85,12 +86,14 @@ class _TrackWindow:
     confidence: list[float] = field(default_factory=list)
     keypoints: list[np.ndarray] = field(default_factory=list)
     pose_confidence: list[float] = field(default_factory=list)
+    camera: list[tuple[float, float, float]] = field(default_factory=list)
 
     def series(self, frame_size: tuple[int, int], with_pose: bool) -> TrackSeries:
         return TrackSeries(
             np.array(self.t_s, np.float64), np.array(self.xyxy, np.float32).reshape(-1, 4), np.array(self.confidence, np.float32),
             np.array(self.keypoints, np.float32).reshape(-1, 17, 3) if with_pose else None,
             np.array(self.pose_confidence, np.float32) if with_pose else None, *frame_size,
+            np.array(self.camera, np.float64).reshape(-1, 3),
         )
 
 
@@ -121,7 +124,8 @@ class ClipAccumulator:
         self._tracks: dict[int, _TrackWindow] = {}
         self._previous: dict[int, tuple[int, TrackSeries]] = {}  # last detection of each track's previous window
 
-    def add(self, t_s: float, detections: Detections) -> list[ClipRow]:
+    def add(self, t_s: float, detections: Detections, camera: CameraPose = IDENTITY) -> list[ClipRow]:
+        """One analysed frame's detections and where its camera was (``motion.CameraMotion``)."""
         index = clip_index(t_s, self.clip_seconds)
         done = self._close_window() if self._window is not None and index != self._window else []
         self._window = index
@@ -134,6 +138,7 @@ class ClipAccumulator:
             track.t_s.append(t_s)
             track.xyxy.append(detections.xyxy[i])
             track.confidence.append(float(detections.confidence[i]))
+            track.camera.append((camera.scale, camera.x_px, camera.y_px))
             if self.with_pose:
                 track.keypoints.append(detections.keypoints[i])
                 track.pose_confidence.append(float(detections.pose_confidence[i]))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from videolake.pipeline.motion import stabilize
+
 __all__ = [
     "FEATURE_NAMES", "N_FEATURES", "TrackSeries", "track_features", "window_features", "skeleton_ok",
     "person_class_ids", "BODY_JOINTS", "KP_MIN_CONF",
@@ -103,12 +105,16 @@ def track_features(
     pose_confidence: np.ndarray | None,
     frame_width: int,
     frame_height: int,
+    camera: np.ndarray | None = None,
 ) -> np.ndarray:
     """Features (n, N_FEATURES) for one track's detections, sorted by ``t_s``.
 
     ``keypoints`` (n, 17, 3) and ``pose_confidence`` (n,) may be None (no pose: box features only).
-    Rates use the previous detection; the first row has zero rates. Prepend the track's last
-    earlier detection and drop the first output row to carry rates across windows.
+    ``camera`` (n, 3) is each frame's ``motion.CameraPose`` (scale, x_px, y_px): positions are taken
+    back to the camera's reference before rates are computed, so a camera's pan or zoom is not read
+    as the person's motion (None: a camera that does not move). Rates use the previous detection;
+    the first row has zero rates. Prepend the track's last earlier detection and drop the first
+    output row to carry rates across windows.
     """
     t_s = np.asarray(t_s, dtype=np.float64)
     xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
@@ -137,12 +143,16 @@ def track_features(
         out[:, _I["pose_confidence"]] = pose_conf
         for r in np.flatnonzero(usable):
             origin[r], scale[r], torso[r], hip_above[r], spread[r] = _body(kp[r], out[r], w[r], h[r])
-    # Rates from the previous detection of the track.
+    # Rates from the previous detection of the track, in the camera's reference (its motion taken out).
     if n > 1:
+        zoom = np.asarray(camera, np.float64)[:, 0] if camera is not None else np.ones(n)
+        centre, origin = stabilize(np.stack([cx, cy], axis=1), camera), stabilize(origin, camera)
+        h_ref, scale_ref = h / zoom, scale / zoom
+        log_h = np.log(h_ref)
         dt = np.maximum(np.diff(t_s), 1e-3)
-        h_mid = (h[1:] + h[:-1]) / 2
-        vx, vy = np.diff(cx) / h_mid / dt, np.diff(cy) / h_mid / dt
-        s_mid = (scale[1:] + scale[:-1]) / 2
+        h_mid = (h_ref[1:] + h_ref[:-1]) / 2
+        vx, vy = np.diff(centre[:, 0]) / h_mid / dt, np.diff(centre[:, 1]) / h_mid / dt
+        s_mid = (scale_ref[1:] + scale_ref[:-1]) / 2
         hip_v = np.diff(origin, axis=0) / s_mid[:, None] / dt[:, None]
         both = out[1:, _I["pose_ok"]] * out[:-1, _I["pose_ok"]] > 0  # pose rates only between two skeletons
         dtorso = np.where(both, _wrap(np.diff(np.nan_to_num(torso))) / dt, 0.0)
@@ -211,16 +221,17 @@ class TrackSeries:
     pose_confidence: np.ndarray | None
     frame_width: int
     frame_height: int
+    camera: np.ndarray | None = None  # (n, 3) each frame's camera pose (scale, x_px, y_px); None: a still camera
 
     def features(self) -> np.ndarray:
         return track_features(self.t_s, self.xyxy, self.confidence, self.keypoints, self.pose_confidence,
-                              self.frame_width, self.frame_height)
+                              self.frame_width, self.frame_height, self.camera)
 
     def take(self, index: np.ndarray) -> TrackSeries:
         return TrackSeries(self.t_s[index], self.xyxy[index], self.confidence[index],
                            None if self.keypoints is None else self.keypoints[index],
                            None if self.pose_confidence is None else self.pose_confidence[index],
-                           self.frame_width, self.frame_height)
+                           self.frame_width, self.frame_height, None if self.camera is None else self.camera[index])
 
 
 def window_features(window: TrackSeries, previous: TrackSeries | None) -> np.ndarray:
@@ -231,13 +242,14 @@ def window_features(window: TrackSeries, previous: TrackSeries | None) -> np.nda
     """
     if previous is None or len(previous.t_s) == 0:
         return window.features()
+    def both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None or b is None else np.concatenate([a[-1:], b])
+
     joined = TrackSeries(
         np.r_[previous.t_s[-1:], window.t_s], np.vstack([previous.xyxy[-1:], window.xyxy]),
-        np.r_[previous.confidence[-1:], window.confidence],
-        None if window.keypoints is None or previous.keypoints is None else np.concatenate([previous.keypoints[-1:], window.keypoints]),
-        None if window.pose_confidence is None or previous.pose_confidence is None
-        else np.r_[previous.pose_confidence[-1:], window.pose_confidence],
-        window.frame_width, window.frame_height,
+        np.r_[previous.confidence[-1:], window.confidence], both(previous.keypoints, window.keypoints),
+        both(previous.pose_confidence, window.pose_confidence), window.frame_width, window.frame_height,
+        both(previous.camera, window.camera),
     )
     return joined.features()[1:]
 

@@ -280,7 +280,9 @@ def load_labelled_sequences(
 
 @dataclass(frozen=True)
 class _Track(TrackSeries):
-    """All detections of one track in the lake, sorted by time."""
+    """All detections of one track in the lake, sorted by time, with the shard each came from."""
+
+    shard_index: np.ndarray | None = None
 
     def seen_between(self, t_start_s: float, t_end_s: float) -> bool:
         return bool(((self.t_s >= t_start_s) & (self.t_s < t_end_s)).any())
@@ -294,9 +296,17 @@ class _Track(TrackSeries):
         return self.take(inside) if len(inside) else None
 
     def last_before(self, k: int, clip_s: float) -> TrackSeries | None:
-        """Its last detection in window ``k - 1``, as inference carries it over (None when not seen there)."""
-        before = np.flatnonzero(self._windows(clip_s) == k - 1)
-        return self.take(before[-1:]) if len(before) else None
+        """Its last detection in window ``k - 1``, as inference carries it over (None when not seen there).
+
+        Not across shards: camera poses are relative to each shard's first frame (inference carries
+        from the shard's own warm-up, which the lake keeps apart)."""
+        windows = self._windows(clip_s)
+        before, inside = np.flatnonzero(windows == k - 1), np.flatnonzero(windows == k)
+        if not len(before):
+            return None
+        if self.shard_index is not None and len(inside) and self.shard_index[before[-1]] != self.shard_index[inside[0]]:
+            return None
+        return self.take(before[-1:])
 
 
 def _track_at(tracks: dict[int, _Track], t_s: float, point_xy: tuple[float, float], t_start_s: float, t_end_s: float) -> list[int]:
@@ -318,7 +328,8 @@ def _track_at(tracks: dict[int, _Track], t_s: float, point_xy: tuple[float, floa
 
 def _tracks(con: duckdb.DuckDBPyConnection, video_id: str, config_hash: str, persons: set[str], width: int, height: int) -> dict[int, _Track]:
     det = con.sql(
-        "SELECT track_id, t_s, x1, y1, x2, y2, confidence, class_name, kp_x, kp_y, kp_conf, pose_confidence FROM detections "
+        "SELECT track_id, t_s, x1, y1, x2, y2, confidence, class_name, kp_x, kp_y, kp_conf, pose_confidence, "
+        "shard_index, cam_scale, cam_x, cam_y FROM detections "
         "WHERE video_id = ? AND config_hash = ? AND track_id IS NOT NULL ORDER BY track_id, t_s, frame_index",
         params=[video_id, config_hash]).to_arrow_table()
     with_pose = _run_features(con, config_hash) == "pose"
@@ -332,10 +343,14 @@ def _tracks(con: duckdb.DuckDBPyConnection, video_id: str, config_hash: str, per
     t_s = det.column("t_s").to_numpy()
     conf = det.column("confidence").to_numpy().astype(np.float32)
     xyxy = np.stack([det.column(c).to_numpy().astype(np.float32) for c in ("x1", "y1", "x2", "y2")], axis=1)
+    camera = np.stack([det.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in ("cam_scale", "cam_x", "cam_y")],
+                      axis=1)
+    camera = np.where(np.isnan(camera), [1.0, 0.0, 0.0], camera)  # rows written before camera poses: a still camera
+    shard = det.column("shard_index").to_numpy(zero_copy_only=False)
     for track_id in np.unique(track_ids):
         m = np.flatnonzero(keep)[track_ids == track_id]
         out[int(track_id)] = _Track(t_s[m], xyxy[m], conf[m], None if keypoints is None else keypoints[m],
-                                    None if pose_conf is None else pose_conf[m], width, height)
+                                    None if pose_conf is None else pose_conf[m], width, height, camera[m], shard[m])
     return out
 
 

@@ -57,6 +57,10 @@ DETECTIONS = pa.schema([
     ("kp_y", pa.list_(pa.float32())),
     ("kp_conf", pa.list_(pa.float32())),
     ("pose_confidence", pa.float32()),  # the pose model's confidence that the box holds a person
+    # Where the camera was (motion.CameraPose against the shard's first frame): frame = scale * reference + (x, y).
+    ("cam_scale", pa.float32()),
+    ("cam_x", pa.float32()),
+    ("cam_y", pa.float32()),
 ])
 
 CLIPS = pa.schema([
@@ -115,7 +119,8 @@ LEDGER = pa.schema([
 ])
 
 OVERLAPS = pa.schema([(f.name, f.type) for f in DETECTIONS
-                      if f.name not in ("class_name", "run_id", "kp_x", "kp_y", "kp_conf", "pose_confidence")])
+                      if f.name not in ("class_name", "run_id", "kp_x", "kp_y", "kp_conf", "pose_confidence",
+                                        "cam_scale", "cam_x", "cam_y")])
 
 TRACK_MAP = pa.schema([
     ("video_id", pa.string()),

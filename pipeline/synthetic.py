@@ -35,7 +35,7 @@ from videolake.pipeline.features import TrackSeries, window_features
 
 __all__ = ["SyntheticTrack", "generate_tracks", "generate_features", "GENERATOR_VERSION"]
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 _FPS_CHOICES = (4.0, 5.0, 6.0, 8.0, 8.0, 8.0, 10.0, 12.0, 15.0)
 _FRAME_SIZES = ((640, 360), (1280, 720), (1920, 1080), (640, 272), (768, 576), (176, 144), (480, 640), (1024, 768), (352, 288))
 # COCO joint indices.
@@ -50,9 +50,10 @@ class SyntheticTrack(TrackSeries):
     label: int = -1
 
     def window_features(self) -> np.ndarray:
-        """Features of the window as inference computes them: the first row only carries rates in."""
-        previous, window = self.take(np.array([0])), self.take(np.arange(1, len(self.t_s)))
-        return window_features(window, previous)
+        """Features of the window as inference computes them: a detection before the window (t < 0) only carries rates in."""
+        if self.t_s[0] >= 0:  # the track starts inside the window
+            return window_features(self, None)
+        return window_features(self.take(np.arange(1, len(self.t_s))), self.take(np.array([0])))
 
 
 def generate_features(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -345,12 +346,17 @@ def _observe(label: int, t: np.ndarray, world: np.ndarray, rng: np.random.Genera
     v = -focal * (camera_y * cos_p + rel[..., 2] * sin_p) / depth
     cx, cy = frame_w * rng.uniform(0.15, 0.85), frame_h * rng.uniform(0.3, 0.8)
     xy = np.stack([u + cx, v + cy], axis=-1)
+    # The camera pose the motion estimator reports (motion.CameraMotion): a still camera, near the identity.
+    camera = np.column_stack([np.ones(n), rng.normal(0, 0.003, (n, 2)) * height_px])
     if rng.random() < 0.35:  # a moving camera (pan, travelling forward or back) or a shaking one
         pan = rng.normal(0, 0.25, 2) * height_px * (t - t[0])[:, None]
         zoom = np.exp(rng.normal(0, 0.15) * (t - t[0]))  # travelling: everything grows or shrinks ...
         focus = np.array([frame_w * rng.uniform(0.3, 0.7), frame_h * rng.uniform(0.3, 0.6)])  # ... away from a vanishing point
         shake = rng.normal(0, rng.uniform(0.002, 0.015), (n, 2)) * height_px
         xy = (xy - focus) * zoom[:, None, None] + focus + (pan + shake)[:, None, :]
+        if rng.random() < 0.85:  # the estimator follows the scene, roughly (people at other depths move otherwise)
+            shift = focus * (1 - zoom)[:, None] + pan + shake
+            camera = np.column_stack([zoom * np.exp(rng.normal(0, 0.004, n)), shift + rng.normal(0, 0.01, (n, 2)) * height_px])
     # What the pose model sees: jitter, confidences, joints hidden by the body or by things.
     scale_px = np.maximum(np.linalg.norm(xy[:, [5, 6]].mean(1) - xy[:, [11, 12]].mean(1), axis=-1), height_px * 0.1)
     noise = rng.uniform(0.01, 0.05)  # keypoint jitter in torso lengths
@@ -395,16 +401,18 @@ def _observe(label: int, t: np.ndarray, world: np.ndarray, rng: np.random.Genera
     if rng.random() < 0.15:  # an occlusion gap
         start = rng.integers(n)
         keep[start : start + rng.integers(1, max(2, n // 3))] = False
+    first = 0
     if rng.random() < 0.4:  # the track starts or ends inside the window (it enters, leaves, or is lost)
         span = max(4, int(round(n * rng.uniform(0.35, 1.0))))
-        first = int(rng.integers(0, max(1, n - span + 1)))
+        first = int(rng.integers(0, max(1, n - span + 1)))  # first > 0: nothing before the window to carry
         keep[:first] = False
         keep[first + span:] = False
-    keep[0] = True  # the frame before the window: rates carry in
+    if first == 0:
+        keep[0] = True  # the frame before the window: rates carry in
     if keep[1:].sum() < 3:
         keep[1:4] = True
     return SyntheticTrack(
         label=label, t_s=t[keep], xyxy=xyxy[keep].astype(np.float32), confidence=confidence[keep].astype(np.float32),
         keypoints=keypoints[keep], pose_confidence=pose_confidence[keep].astype(np.float32),
-        frame_width=frame_w, frame_height=frame_h,
+        frame_width=frame_w, frame_height=frame_h, camera=camera[keep],
     )
