@@ -40,6 +40,7 @@ class VideoInfo:
     # Keyframes from the packets (no decoding): their times, and how many frames precede each.
     keyframes_s: tuple[float, ...] = ()
     keyframe_frame_indices: tuple[int, ...] = ()
+    creation_time: str | None = None  # the container's (or stream's) creation_time tag, as written
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def probe(
             uri=uri, duration_s=duration_s, fps=fps, width=width, height=height,
             codec=ctx.name or "unknown", n_frames_estimate=n_frames or None,
             keyframes_s=key_s, keyframe_frame_indices=key_index,
+            creation_time=container.metadata.get("creation_time") or stream.metadata.get("creation_time"),
         )
 
 

@@ -6,6 +6,7 @@
     ├── DecodeError   a video opened but its content cannot be decoded
     ├── ModelError    a detector or action model cannot be found or loaded
     ├── LakeError     the lake cannot be written or read
+    │   └── NotALakeError  the folder or prefix holds no lake (also a ConfigError: exit code 2)
     └── StorageError  a bucket call still failed after its retries (timeouts, 5xx, throttling)
 
 Per-video problems (``SourceError``, ``DecodeError``) never stop a run: the video is
@@ -16,7 +17,7 @@ retries; it never quarantines the video.
 
 from __future__ import annotations
 
-__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "StorageError"]
+__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "NotALakeError", "StorageError"]
 
 
 class VideolakeError(Exception):
@@ -41,6 +42,10 @@ class ModelError(VideolakeError):
 
 class LakeError(VideolakeError):
     """The lake cannot be written or read."""
+
+
+class NotALakeError(LakeError, ConfigError):
+    """A command that reads a lake was pointed at a folder or prefix that holds none."""
 
 
 class StorageError(VideolakeError):

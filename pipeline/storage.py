@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from videolake.pipeline.errors import ConfigError, LakeError, SourceError, Stora
 __all__ = [
     "STORAGE_OPTIONS_ENV", "RemoteFile", "is_remote", "normalize", "storage_options", "set_storage_options",
     "filesystem", "arrow_fs", "read_parquet", "join", "open_input", "list_files", "exists", "read_bytes", "write_bytes", "put_file",
-    "remove", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "storage_error",
+    "remove", "remove_tree", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "storage_error",
 ]
 
 STORAGE_OPTIONS_ENV = "VIDEOLAKE_STORAGE_OPTIONS"
@@ -241,6 +242,16 @@ def remove(url: str) -> None:
     fs, path = filesystem(url)
     with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
+
+
+def remove_tree(url: str) -> None:
+    """Remove a folder or prefix and everything under it; nothing when it is not there."""
+    if not is_remote(url):
+        shutil.rmtree(url, ignore_errors=True)
+        return
+    fs, path = filesystem(url)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(path, recursive=True)
 
 
 _FORWARDED_ENV = re.compile(r"^(VIDEOLAKE_STORAGE_OPTIONS|AWS_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_PROJECT|AZURE_[A-Z_]+|FSSPEC_[A-Z_]+)$")
