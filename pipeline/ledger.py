@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable
 
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from videolake.pipeline import storage
@@ -47,23 +46,17 @@ def read_lake_state(lake: Lake, config_hash: str, sources: Iterable[VideoSource]
         if len(parts) == 3 and parts[2].endswith(".parquet") and not parts[2].startswith("_tmp-"):
             content_key, _, shard_key = parts[2][: -len(".parquet")].partition("-")
             state.committed.add((parts[1], content_key, shard_key))
-    videos = lake.read("videos", columns=["video_id", "content_key", "status", "error", "error_kind", "config_hash"])
+    videos = lake.read("videos", columns=["video_id", "content_key", "status", "error", "error_kind", "config_hash"]).to_pylist()
     wanted = None if sources is None else {(s.video_id, s.content_key) for s in sources}
-    for row in videos.filter(pc.equal(videos["status"], "ok")).filter(pc.equal(videos["config_hash"], config_hash)).to_pylist():
-        state.finished_ok.add((row["video_id"], row["content_key"]))
-    failed = videos.filter(pc.equal(videos["status"], "failed")).filter(pc.is_in(videos["error_kind"],
-                                                                                  value_set=_kinds()))
-    for row in failed.to_pylist():
+    for row in videos:
+        if row["status"] == "ok" and row["config_hash"] == config_hash:
+            state.finished_ok.add((row["video_id"], row["content_key"]))
+    for row in videos:  # a failure under any config, unless this config finished the same content
         key = (row["video_id"], row["content_key"])
-        if key not in state.finished_ok and (wanted is None or key in wanted):
+        if row["status"] == "failed" and row["error_kind"] in QUARANTINE_KINDS and key not in state.finished_ok \
+                and (wanted is None or key in wanted):
             state.quarantined[key] = row["error"] or "failed"
     return state
-
-
-def _kinds():  # noqa: ANN202
-    import pyarrow as pa
-
-    return pa.array(QUARANTINE_KINDS, pa.string())
 
 
 def known_sources(lake: Lake) -> Identities:

@@ -168,6 +168,12 @@ def _unchanged(uri: str | None, content_key: str) -> tuple[int, str] | None:
     """The file's (size, version) when the file at ``uri`` is still the one layout 1 analysed."""
     if not uri:
         return None
+    if not storage.is_remote(uri):
+        try:
+            st = os.stat(uri)
+        except OSError:
+            return None
+        return (st.st_size, str(st.st_mtime_ns)) if content_key_for(st.st_size, st.st_mtime_ns) == content_key else None
     try:
         listed = storage.list_files(uri)
     except Exception:  # noqa: BLE001 - gone, or its bucket is
