@@ -164,3 +164,17 @@ def make_damaged_corpus(directory: Path) -> dict[str, Path]:
     for p in directory.glob("_source.*"):
         p.unlink()
     return out
+
+
+def with_creation_time(src: Path, dst: Path, creation_time: str) -> Path:
+    """``src``'s video stream remuxed (no re-encoding) into ``dst`` with a container ``creation_time`` tag."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        out.metadata["creation_time"] = creation_time
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = copy
+            out.mux(packet)
+    return dst

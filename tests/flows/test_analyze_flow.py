@@ -103,6 +103,27 @@ def test_reruns_process_only_what_is_new_changed_or_configured_differently(prefe
     assert [r["shards_processed"] for r in runs] == [1, 0, 0, 1, 1, 2]
 
 
+def test_a_video_with_a_creation_time_gets_recorded_at_camera_and_wall_clock_times(prefect_api, ray_local, samples_dir, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.media import with_creation_time
+
+    (tmp_path / "lobby").mkdir()
+    video = with_creation_time(samples_dir / "carphone_pristine.mp4", tmp_path / "lobby" / "door.mp4", "2026-05-01T14:30:00.000000Z")
+    lake = str(tmp_path / "lake")
+    summary = analyze(sources=[str(video)], lake=lake, config={**FAST, "shard_seconds": 2}, show_progress=False)
+    assert summary.videos_ok == 1
+    start = datetime(2026, 5, 1, 14, 30, tzinfo=timezone.utc)
+    (row,) = run_sql(lake, "SELECT camera_id, recorded_at, recorded_at_source FROM videos").to_pylist()
+    assert row == {"camera_id": "lobby", "recorded_at": start, "recorded_at_source": "container"}
+    for table, t in (("detections", "t_s"), ("clips", "t_start_s")):
+        rows = run_sql(lake, f"SELECT {t} AS t, ts, camera_id FROM {table}").to_pylist()
+        assert rows and all(r["ts"] == start + timedelta(microseconds=round(r["t"] * 1e6)) and r["camera_id"] == "lobby"
+                            for r in rows), table
+    found = run_sql(lake, "SELECT count(*) AS n FROM camera_detections('lobby', '2026-05-01 14:30:00', '2026-05-01 14:30:02')")
+    assert 0 < found.column("n")[0].as_py() < _count(lake, "detections")
+
+
 def test_shard_size_does_not_change_the_output_beyond_tracking_noise(prefect_api, ray_local, tmp_path):
     from tests.media import looped_video
 
