@@ -101,6 +101,13 @@ def _video_predicate(commit: VideoCommit) -> str:
 
 def _apply(lake: Lake, commit: VideoCommit) -> None:
     what = f"video {commit.video_id}"
+    if not commit.ok and is_committed(lake, commit.config_hash, commit.video_id):
+        # Another run published this content under this config meanwhile: a failure here (a worker
+        # lost, a staged file removed under it) never replaces those rows.
+        lake.write("shards", lambda: lake.rows("shards", commit.shards),
+                   f"run_id = {sql_literal(commit.run_id)} AND video_id = {sql_literal(commit.video_id)}", what)
+        lake.notify(f"video {commit.video_id} was published by another run meanwhile; keeping its rows")
+        return
     try:
         if commit.ok:
             for table in ("detections", "clips"):
@@ -185,8 +192,10 @@ def wall_clock(t_s: pa.ChunkedArray | pa.Array, recorded_at: datetime | None) ->
 
 
 def _remove_staging(lake: Lake, commit: VideoCommit) -> None:
+    """The video's staged files, file by file: a worker of another run may be writing into the same folder."""
     for table in STAGED:  # the ledger last: a shard counts as done while its ledger file exists
-        storage.remove_tree(lake.staging_url(table, f"config_hash={commit.config_hash}", commit.video_id))
+        storage.remove_files([table_path(lake.url, table, config_hash=commit.config_hash, video_id=commit.video_id,
+                                         content_key=commit.content_key, shard_key=key) for key in commit.shard_keys])
 
 
 def recover(lake: Lake) -> int:

@@ -71,13 +71,15 @@ def _remove_published_staging(lake: Lake) -> int:
     """Staged files of videos whose ``ok`` row is published (a commit's clean-up that was cut short)."""
     published = {(r["config_hash"], r["video_id"]) for r in lake.read(
         "videos", columns=["config_hash", "video_id", "status"]).to_pylist() if r["status"] == "ok"}
-    folders: set[tuple[str, str]] = set()
-    for table in STAGED:
+    videos: set[tuple[str, str]] = set()
+    for table in STAGED:  # the ledger last, as a commit does
+        gone = []
         for f in storage.list_files(lake.staging_url(table)):
             parts = f.url.rsplit("/", 3)
-            if len(parts) == 4 and parts[1].startswith("config_hash="):
+            if len(parts) == 4 and parts[1].startswith("config_hash=") and not parts[3].startswith("_tmp-"):
                 key = (parts[1].split("=", 1)[1], parts[2])
                 if key in published:
-                    folders.add(key)
-                    storage.remove_tree(lake.staging_url(table, parts[1], parts[2]))
-    return len(folders)
+                    videos.add(key)
+                    gone.append(f.url)
+        storage.remove_files(gone)  # file by file: a worker of a run may be writing beside them
+    return len(videos)

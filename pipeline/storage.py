@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from videolake.pipeline.errors import ConfigError, LakeError, SourceError, Stora
 __all__ = [
     "STORAGE_OPTIONS_ENV", "RemoteFile", "is_remote", "normalize", "storage_options", "set_storage_options",
     "filesystem", "arrow_fs", "read_parquet", "join", "open_input", "list_files", "exists", "read_bytes", "write_bytes", "put_file",
-    "remove", "remove_tree", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "storage_error",
+    "remove", "remove_files", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "storage_error",
 ]
 
 STORAGE_OPTIONS_ENV = "VIDEOLAKE_STORAGE_OPTIONS"
@@ -244,14 +243,14 @@ def remove(url: str) -> None:
         fs.rm_file(path)
 
 
-def remove_tree(url: str) -> None:
-    """Remove a folder or prefix and everything under it; nothing when it is not there."""
-    if not is_remote(url):
-        shutil.rmtree(url, ignore_errors=True)
-        return
-    fs, path = filesystem(url)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(path, recursive=True)
+def remove_files(urls: list[str]) -> None:
+    """Remove files (missing ones are fine), then the local folders they leave empty."""
+    for url in urls:
+        remove(url)
+    if urls and not is_remote(urls[0]):
+        for folder in sorted({os.path.dirname(u) for u in urls}, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: someone is writing there
+                os.rmdir(folder)
 
 
 _FORWARDED_ENV = re.compile(r"^(VIDEOLAKE_STORAGE_OPTIONS|AWS_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_PROJECT|AZURE_[A-Z_]+|FSSPEC_[A-Z_]+)$")

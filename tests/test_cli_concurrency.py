@@ -69,7 +69,7 @@ def test_two_runs_and_compactions_at_once_end_with_the_rows_of_one_clean_run(whe
                                           timeout=300))
     outs = [r.communicate(timeout=60) for r in runs]
     assert [r.returncode for r in runs] == [0, 0], [err for _, err in outs]
-    assert compactions and all(c.returncode == 0 for c in compactions), [c.stderr for c in compactions]
+    assert compactions and all(c.returncode == 0 for c in compactions), [(c.returncode, c.stdout, c.stderr) for c in compactions if c.returncode]
     assert _answers(lake) == clean
     waited = [line for _, err in outs for line in err.splitlines() if line.startswith("waiting:")]
     print(f"\n{where}: 2 runs, {len(compactions)} compactions and {reads} reads at once; the lake equals a clean run's; "
