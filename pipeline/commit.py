@@ -12,14 +12,16 @@
 5. remove the video's staging files, then the intent.
 
 Each step replaces what it writes, so doing it again changes nothing: a writer killed between
-two steps leaves its intent behind, and the next writer to open the lake (a run, ``compact``)
-completes it (``recover``). A failed video publishes only steps 3 and 4 and keeps its staged
+two steps leaves its intent behind: the next run over the video publishes it again, and any
+writer that opens the lake (a run, ``compact``) completes intents older than five minutes
+(``recover``). A failed video publishes only steps 3 and 4 and keeps its staged
 shards, so ``--retry-failed`` redoes only the shards that failed.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,9 +35,11 @@ from videolake.pipeline import storage
 from videolake.pipeline.errors import LakeError, StorageError
 from videolake.pipeline.lake import SCHEMAS, STAGED, TIME_COLUMN, Lake, published_schema, sql_literal, table_path
 
-__all__ = ["VideoCommit", "commit_video", "recover", "publish", "is_committed"]
+__all__ = ["VideoCommit", "commit_video", "recover", "publish", "is_committed", "RECOVER_AFTER_S"]
 
 _INTENTS = "commits"
+# A commit intent this old belongs to a writer that was killed (a live commit takes seconds).
+RECOVER_AFTER_S = 300.0
 
 
 @dataclass
@@ -48,6 +52,7 @@ class VideoCommit:
     shards: list[dict[str, Any]] = field(default_factory=list)   # this run's ``shards`` rows
     shard_keys: list[str] = field(default_factory=list)          # staged shards to publish (none when failed)
     track_map: dict[int, int] = field(default_factory=dict)      # raw track id -> the video's track id
+    written_at: float = 0.0                                      # when the intent was written (epoch seconds)
 
     @property
     def video_id(self) -> str:
@@ -90,6 +95,7 @@ def _intent_url(lake: Lake, config_hash: str, video_id: str) -> str:
 def commit_video(lake: Lake, commit: VideoCommit) -> None:
     """Steps 1-5 of the module docstring."""
     intent = _intent_url(lake, commit.config_hash, commit.video_id)
+    commit.written_at = time.time()
     storage.write_bytes(intent, commit.to_json())
     _apply(lake, commit)
     storage.remove(intent)
@@ -198,8 +204,13 @@ def _remove_staging(lake: Lake, commit: VideoCommit) -> None:
                                          content_key=commit.content_key, shard_key=key) for key in commit.shard_keys])
 
 
-def recover(lake: Lake) -> int:
-    """Complete the commits whose intents a killed writer left; returns how many were completed."""
+def recover(lake: Lake, grace_s: float = RECOVER_AFTER_S) -> int:
+    """Complete the commits whose intents a killed writer left; returns how many were completed.
+
+    Intents younger than ``grace_s`` belong to writers that may still be at work and are left
+    alone. One that cannot be completed now (its bucket failing, a live writer replacing its
+    staged files) stays for the next writer: recovery never stops the writer that attempts it.
+    """
     done = 0
     for f in storage.list_files(lake.staging_url(_INTENTS)):
         if not f.url.endswith(".json") or f.url.rsplit("/", 1)[-1].startswith("_tmp-"):
@@ -211,15 +222,18 @@ def recover(lake: Lake) -> int:
         except (ValueError, KeyError, TypeError):
             lake.notify(f"ignoring a damaged commit intent: {f.url}")
             continue
-        if commit.ok and is_committed(lake, commit.config_hash, commit.video_id, commit.run_id):
-            _remove_staging(lake, commit)  # it was published; only the clean-up was cut short
-        else:
-            try:
+        if time.time() - commit.written_at < grace_s:
+            continue
+        try:
+            if commit.ok and is_committed(lake, commit.config_hash, commit.video_id, commit.run_id):
+                _remove_staging(lake, commit)  # it was published; only the clean-up was cut short
+            else:
                 _apply(lake, commit)
-            except StorageError:
-                raise  # the bucket failed for now: the intent stays for the next writer
-            except LakeError as exc:  # its staged files are gone: the video is analysed again by the next run
-                lake.notify(f"cannot complete the interrupted commit of video {commit.video_id}: {exc}")
+        except StorageError as exc:
+            lake.notify(f"cannot complete the interrupted commit of video {commit.video_id} now: {exc}")
+            continue
+        except LakeError as exc:  # its staged files are gone: the video is analysed again by the next run
+            lake.notify(f"cannot complete the interrupted commit of video {commit.video_id}: {exc}")
         storage.remove(f.url)
         done += 1
     return done

@@ -563,11 +563,12 @@ class Lake:
         """The run's row in ``runs`` (a rerun of the same commit replaces it)."""
         self.write("runs", lambda: self.rows("runs", [row]), f"run_id = {sql_literal(row['run_id'])}", f"run {row['run_id']}")
 
-    def recover(self) -> int:
-        """Complete video commits that a killed writer left half done; returns how many."""
-        from videolake.pipeline.commit import recover
+    def recover(self, grace_s: float | None = None) -> int:
+        """Complete video commits that a killed writer left half done (intents older than ``grace_s``,
+        default five minutes); returns how many."""
+        from videolake.pipeline.commit import RECOVER_AFTER_S, recover
 
-        return recover(self)
+        return recover(self, RECOVER_AFTER_S if grace_s is None else grace_s)
 
     def state(self, config_hash: str, sources: Iterable[Any] | None = None) -> Any:
         """What the lake holds for ``config_hash`` (a ``videolake.pipeline.ledger.LakeState``)."""
