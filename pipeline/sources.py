@@ -31,6 +31,9 @@ __all__ = ["VideoSource", "Identities", "discover", "check_reachable", "video_id
 FINGERPRINT_BYTES = 1 << 20  # read from the head and from the tail of each new file
 DEFAULT_TIME_PATTERN = "%Y%m%d_%H%M%S"
 _FINGERPRINT_THREADS = 8
+# Keys this process computed, by (uri, size, version): `videolake run` lists before the flow starts,
+# and the flow lists again.
+_FINGERPRINTS: dict[tuple[str, int, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,12 @@ def discover(
         url = storage.normalize(source)
         for uri, size_bytes, version in (_remote(url, extensions) if storage.is_remote(url) else _local(url, extensions)):
             listed.setdefault(uri, (size_bytes, str(version)))
-    todo = [uri for uri, (size, version) in listed.items() if (uri, size, version) not in known.by_version]
+    todo = [uri for uri, (size, version) in listed.items()
+            if (uri, size, version) not in known.by_version and (uri, size, version) not in _FINGERPRINTS]
     with ThreadPoolExecutor(min(_FINGERPRINT_THREADS, max(1, len(todo)))) as pool:
-        keys = dict(zip(todo, pool.map(lambda uri: fingerprint(uri, listed[uri][0]), todo)))
+        for uri, key in zip(todo, pool.map(lambda uri: fingerprint(uri, listed[uri][0]), todo)):
+            _FINGERPRINTS[(uri, *listed[uri])] = key
+    keys = {uri: _FINGERPRINTS[(uri, *v)] for uri, v in listed.items() if (uri, *v) in _FINGERPRINTS}
     found: dict[str, VideoSource] = {}
     for uri in sorted(listed):
         size, version = listed[uri]
@@ -155,16 +161,24 @@ def video_id_for(uri: str, content_key: str) -> str:
 
 
 def fingerprint(uri: str, size_bytes: int) -> str:
-    """``content_key``: 32 hex digits over the size and the first and last ``FINGERPRINT_BYTES``."""
+    """``content_key``: 32 hex digits over the size and the first and last ``FINGERPRINT_BYTES``
+    (two range reads on a bucket; the whole file when it is smaller than that)."""
+    ranges = [(0, min(size_bytes, FINGERPRINT_BYTES))]
+    if size_bytes > FINGERPRINT_BYTES:
+        ranges.append((max(FINGERPRINT_BYTES, size_bytes - FINGERPRINT_BYTES), size_bytes))
     digest = hashlib.sha256(f"{size_bytes}:".encode())
     try:
-        with storage.open_input(uri) as f:
-            digest.update(f.read(FINGERPRINT_BYTES))
-            if size_bytes > FINGERPRINT_BYTES:
-                f.seek(max(FINGERPRINT_BYTES, size_bytes - FINGERPRINT_BYTES))
-                digest.update(f.read(FINGERPRINT_BYTES))
-    except OSError as exc:
-        raise SourceError(f"cannot read {uri}: {exc.strerror or exc}") from None
+        if storage.is_remote(uri):
+            fs, path = storage.filesystem(uri)
+            for start, end in ranges:
+                digest.update(fs.cat_file(path, start=start, end=end))
+        else:
+            with open(uri, "rb") as f:
+                for start, end in ranges:
+                    f.seek(start)
+                    digest.update(f.read(end - start))
+    except Exception as exc:  # noqa: BLE001 - one clean error naming the file
+        raise storage.storage_error(uri, exc, "cannot read", SourceError) from None
     return digest.hexdigest()[:32]
 
 
