@@ -98,7 +98,9 @@ def test_any_engine_reads_the_rows_videolake_query_shows(tmp_path):
     by_deltalake = DeltaTable(str(tmp_path / "detections")).to_pyarrow_table(columns=["video_id", "frame_index", "track_id"])
     by_pyarrow = ds.dataset(DeltaTable(str(tmp_path / "detections")).file_uris(), format="parquet").to_table(
         columns=["video_id", "frame_index", "track_id"])
-    for rows in (by_polars, list(zip(*by_deltalake.to_pydict().values())), list(zip(*by_pyarrow.to_pydict().values()))):
+    by_pandas = DeltaTable(str(tmp_path / "detections")).to_pandas()[["video_id", "frame_index", "track_id"]]
+    by_pandas = [(v, f, None if t != t else int(t)) for v, f, t in by_pandas.itertuples(index=False)]
+    for rows in (by_polars, by_pandas, list(zip(*by_deltalake.to_pydict().values())), list(zip(*by_pyarrow.to_pydict().values()))):
         assert sorted(rows, key=str) == sorted(query, key=str)
     raw = lake.sql("SELECT raw_track_id FROM detections WHERE video_id = 'v' ORDER BY frame_index").column(0).to_pylist()
     assert raw == [1, 1, 1_000_001, None]
