@@ -76,7 +76,7 @@ class VideoCommit:
         data = json.loads(blob)
         data["track_map"] = {int(k): int(v) for k, v in data["track_map"]}
         for row in [data["video"], *data["shards"]]:
-            for key in ("finished_at", "recorded_at"):
+            for key in ("finished_at", "recorded_at", "committed_at"):
                 if row.get(key):
                     row[key] = datetime.fromisoformat(row[key])
         return cls(**data)

@@ -150,6 +150,7 @@ SHARDS = pa.schema([
     ("error", pa.string()),
     ("run_id", pa.string()),
     ("config_hash", pa.string()),
+    ("committed_at", pa.timestamp("us", tz="UTC")),  # when its worker committed the shard (its ledger file)
 ])
 
 RUNS = pa.schema([

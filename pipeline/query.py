@@ -35,7 +35,7 @@ CREATE VIEW all_videos AS SELECT {videos} FROM _raw_videos;
 CREATE VIEW runs AS SELECT {runs} FROM _raw_runs;
 CREATE VIEW shards AS SELECT {shards} FROM _raw_shards;
 CREATE VIEW ledger AS
-    SELECT video_id, content_key, config_hash, shard_index, t_start_s, t_end_s, frames_analyzed, run_id
+    SELECT video_id, content_key, config_hash, shard_index, t_start_s, t_end_s, frames_analyzed, run_id, committed_at
     FROM shards WHERE status = 'ok';
 CREATE VIEW track_map AS
     SELECT DISTINCT video_id, content_key, config_hash, raw_track_id, track_id FROM all_detections

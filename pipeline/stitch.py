@@ -139,7 +139,8 @@ def finalize_video(
     video_id, content_key = source.video_id, source.content_key
     keys = [s.key() for s in shards]
     ledger = [_read(table_path(lake.url, "ledger", config_hash=config_hash, video_id=video_id, content_key=content_key,
-                               shard_key=key), ["frames_analyzed", "n_detections", "clips_by_action", "warning"])
+                               shard_key=key), ["shard_index", "frames_analyzed", "n_detections", "clips_by_action", "warning",
+                                                "committed_at"])
               for key in keys]
     committed = [t.to_pylist()[0] for t in ledger if t is not None and t.num_rows]
     clips: Counter[str] = Counter()
@@ -148,6 +149,7 @@ def finalize_video(
     frames = sum(r["frames_analyzed"] for r in committed)
     detections = sum(r["n_detections"] for r in committed)
     warnings = "; ".join(sorted({r["warning"] for r in committed if r["warning"]})) or None
+    committed_at = {r["shard_index"]: r["committed_at"] for r in committed}
     mapping: dict[int, int] = {}
     if failures:
         first = min(failures)
@@ -172,6 +174,7 @@ def finalize_video(
         "shards_failed": len(failures), "finished_at": datetime.now(timezone.utc), "run_id": run_id,
         "camera_id": source.camera_id, "recorded_at": recorded_at, "recorded_at_source": recorded_from,
         "size_bytes": source.size_bytes, "source_version": source.version, "config_hash": config_hash,
-    }, shards=[{**row, "config_hash": config_hash} for row in shard_rows or []], shard_keys=[] if failures else keys,
+    }, shards=[{**row, "config_hash": config_hash, "committed_at": committed_at.get(row["shard_index"])}
+               for row in shard_rows or []], shard_keys=[] if failures else keys,
         track_map=mapping))
     return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips))
