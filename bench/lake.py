@@ -7,8 +7,8 @@ Measures:
    (2 shards, 2,000 detections, 100 clips): the intent, one Delta transaction each for
    detections, clips, shards and videos, and the staging clean-up; the same on the bucket;
 2. a long log: a ``detections`` table of N commits (one per video, as a lake of N videos has),
-   opened, scanned and committed to once more, without a checkpoint and then with one
-   (delta-rs writes one every ``delta.checkpointInterval`` = 100 commits by itself). The N
+   opened, scanned and committed to once more: without a checkpoint, with one (delta-rs writes
+   one every ``delta.checkpointInterval`` = 100 commits by itself), and after a compaction. The N
    commits are written straight into ``_delta_log`` (one add action and one 1-row file each,
    what delta-rs writes for an append) so the bench does not spend N commits' time building them.
 """
@@ -110,9 +110,13 @@ def log_cost(uri: str, storage_options: dict, commits: int) -> dict:
     from videolake.pipeline.lake import published_schema
 
     out = {}
-    for phase in ("no checkpoint", "checkpoint"):
+    for phase in ("no checkpoint", "checkpoint", "compacted"):
         if phase == "checkpoint":
             DeltaTable(uri, storage_options=storage_options).create_checkpoint()
+        if phase == "compacted":  # what `videolake compact` does to it: optimize, then a checkpoint
+            dt = DeltaTable(uri, storage_options=storage_options)
+            dt.optimize.compact()
+            dt.create_checkpoint()
         t0 = time.perf_counter()
         dt = DeltaTable(uri, storage_options=storage_options)
         open_s = time.perf_counter() - t0
@@ -166,7 +170,8 @@ def main() -> None:
         fs.put(str(Path(tmp) / "s3log"), "lake/s3log", recursive=True)
         remote_log = log_cost("s3://lake/s3log", delta_storage_options("s3://lake/s3log"), args.s3_log_commits)
         lines += [f"A long log: a `detections` table of N one-file commits (a lake of N videos), opened, scanned "
-                  f"(count of rows through the pyarrow dataset) and committed to once more (built in {built_s:.0f} s):", "",
+                  f"(count of rows through the pyarrow dataset) and committed to once more; then again after a "
+                  f"checkpoint, then after `optimize` (built in {built_s:.0f} s):", "",
                   "| table | log | open s | scan s | one more commit s |", "|---|---|---|---|---|"]
         for name, result, n in (("local disk", local_log, args.log_commits), ("S3 (moto)", remote_log, args.s3_log_commits)):
             for phase, r in result.items():
