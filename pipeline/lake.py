@@ -433,7 +433,7 @@ class Lake:
         marker = storage.join(self.url, MARKER)
         try:
             return int(json.loads(storage.read_bytes(marker))["layout"])
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
         except (ValueError, KeyError, TypeError):
             raise LakeError(f"{marker} is damaged: it should be JSON with a layout number") from None
