@@ -24,13 +24,15 @@ from videolake.flows.server import prefect_api_in_background
 from videolake.pipeline.analyze import ShardJob, ShardResult, error_kind
 from videolake.pipeline.compact import compact, small_file_count
 from videolake.pipeline.config import RunConfig
-from videolake.pipeline.decode import VideoInfo, probe
-from videolake.pipeline.errors import StorageError, VideolakeError
+from videolake.pipeline.decode import VideoInfo
+from videolake.pipeline.errors import StorageError, TimedOut, VideolakeError
 from videolake.pipeline.lake import Lake
 from videolake.pipeline.plan import RunPlan, plan_run
 from videolake.pipeline.runs import RunSummary, triage, write_run_record
+from videolake.pipeline.scratch import sweep_leftovers
 from videolake.pipeline.shards import Shard, plan_shards
 from videolake.pipeline.sources import VideoSource
+from videolake.pipeline.storage import redact, redact_logs
 from videolake.pipeline.stitch import finalize_video
 
 __all__ = ["analyze", "run_analysis", "RunSummary", "BadVideo"]
@@ -50,19 +52,27 @@ class BadVideo(Exception):
         self.result = result
 
 
+# A probe or shard past its time limit is tried once more; a second time, the video is quarantined.
+_TIMEOUT_ATTEMPTS = 2
+
+
 def _retry_unless_bad_video(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
+    if isinstance(state.data, TimedOut):
+        return task_run.run_count < _TIMEOUT_ATTEMPTS
     return not isinstance(state.data, BadVideo)
 
 
 @task(name="probe", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
       retry_condition_fn=_retry_unless_bad_video, task_run_name="probe {source.video_id}")
-def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float) -> VideoInfo:
-    try:
-        return probe(source.uri, max_pixels=max_pixels, max_duration_s=max_duration_s)
-    except StorageError:
-        raise  # the bucket failed for now: Prefect retries the task
+def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float, timeout_s: float) -> VideoInfo:
+    from videolake.workers.probe import probe_in_worker
+
+    try:  # in a Ray worker: the driver never demuxes a video, and a stuck probe is ended
+        return probe_in_worker(source.uri, max_pixels, max_duration_s, timeout_s)
+    except (StorageError, TimedOut):
+        raise  # the bucket failed for now, or the probe ran too long: Prefect retries the task
     except VideolakeError as exc:
-        raise BadVideo(error_kind(exc), str(exc)) from None
+        raise BadVideo(error_kind(exc), redact(str(exc))) from None
 
 
 @task(name="analyze-shard", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
@@ -70,12 +80,7 @@ def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float) -> 
 def analyze_shard(job: ShardJob, pool, timeout_s: float) -> ShardResult:  # noqa: ANN001 - a WorkerPool
     from prefect.runtime import task_run
 
-    from videolake.workers.pool import ShardTimeout
-
-    try:
-        result = pool.process(job, timeout_s=timeout_s)
-    except ShardTimeout as exc:
-        raise BadVideo("timeout", str(exc)) from None
+    result = pool.process(job, timeout_s=timeout_s)  # a ShardTimeout is retried once (_retry_unless_bad_video)
     if result.status != "ok":
         raise BadVideo(result.error_kind or "internal", result.error or "failed", result)
     result.attempts = task_run.run_count
@@ -102,10 +107,12 @@ def analyze(
 
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    redact_logs("prefect.flow_runs", "prefect.task_runs")  # task failures are logged with their tracebacks
     logger = get_run_logger()
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
     lake = plan.lake
+    sweep_leftovers(lake.url)  # what killed runs left: half-written files, Ray session folders, server logs
     run_id = str(flow_run.id or uuid.uuid4())
     state = lake.state(plan.config_hash, plan.sources)
     work = triage(plan.sources, state, retry_failed)
@@ -173,7 +180,8 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                 video.running[job.shard.index] = (job, analyze_shard.submit(job, pool, cfg.shard_timeout_s))
             else:
                 video = _Video(waiting.popleft())
-                probing.append((video, probe_video.submit(video.source, cfg.max_pixels, cfg.max_duration_s)))
+                probing.append((video, probe_video.submit(video.source, cfg.max_pixels, cfg.max_duration_s,
+                                                          cfg.probe_timeout_s)))
             in_flight += 1
         changed = False
         for video, future in list(probing):
@@ -183,7 +191,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
             probing.remove((video, future))
             outcome = future.result(raise_on_failure=False)
             if not isinstance(outcome, VideoInfo):
-                kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("internal", repr(outcome))
+                kind, message = _failure(outcome, "internal", repr)
                 video.info = VideoInfo(video.source.uri, None, None, 0, 0, "unknown", None)
                 video.failures[0] = (kind, message)
                 summary.add(finalize_video(lake, config_hash, run_id, video.source, video.info, [], video.failures,
@@ -199,8 +207,8 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                     summary.shards_done_before += 1
                     video.records.append(_record(video, shard, "done_before", run_id))
                 else:
-                    ready.append((video, ShardJob(video.source.video_id, video.source.content_key, outcome, shard,
-                                                  lake.url, run_id, config_hash)))
+                    ready.append((video, ShardJob(video.source.video_id, video.source.content_key, outcome.without_keyframes(),
+                                                  shard, lake.url, run_id, config_hash)))
             active.append(video)
         for video in list(active):
             for index, (job, future) in list(video.running.items()):
@@ -214,11 +222,11 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                     summary.shards_processed += 1
                     video.records.append(_record(video, shard, "ok", run_id, outcome))
                 else:
-                    kind, message = (outcome.kind, str(outcome)) if isinstance(outcome, BadVideo) else ("worker", str(outcome))
+                    kind, message = _failure(outcome, "worker", str)
                     summary.shards_failed += 1
                     video.failures[index] = (kind, message)
                     video.records.append(_record(video, shard, "failed", run_id, getattr(outcome, "result", None),
-                                                 error=message, attempts=1 if isinstance(outcome, BadVideo) else analyze_shard.retries + 1))
+                                                 error=message, attempts=_attempts(outcome)))
             queued = any(v is video for v, _ in ready)
             if not video.running and not queued:
                 active.remove(video)
@@ -227,6 +235,21 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
         progress.update(videos_done=summary.videos_ok + summary.videos_failed, frames_done=pool.frames_done())
         if not changed:
             time.sleep(0.25)
+
+
+def _failure(outcome: BaseException, kind: str, describe) -> tuple[str, str]:  # noqa: ANN001 - str or repr
+    """(error kind, redacted message) of a task that failed for good; ``kind`` when no other is known."""
+    if isinstance(outcome, BadVideo):
+        return outcome.kind, str(outcome)
+    if isinstance(outcome, TimedOut):
+        return "timeout", redact(f"{outcome} ({_TIMEOUT_ATTEMPTS} attempts)")
+    return kind, redact(describe(outcome))
+
+
+def _attempts(outcome: BaseException) -> int:
+    if isinstance(outcome, BadVideo):
+        return 1
+    return _TIMEOUT_ATTEMPTS if isinstance(outcome, TimedOut) else analyze_shard.retries + 1
 
 
 def _record(video: _Video, shard: Shard, status: str, run_id: str, result: ShardResult | None = None,

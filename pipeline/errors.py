@@ -7,17 +7,20 @@
     ├── ModelError    a detector or action model cannot be found or loaded
     ├── LakeError     the lake cannot be written or read
     │   └── NotALakeError  the folder or prefix holds no lake (also a ConfigError: exit code 2)
-    └── StorageError  a bucket call still failed after its retries (timeouts, 5xx, throttling)
+    ├── StorageError  a bucket call still failed after its retries (timeouts, 5xx, throttling)
+    └── TimedOut      a video's probe or shard ran past its time limit
 
 Per-video problems (``SourceError``, ``DecodeError``) never stop a run: the video is
 recorded with ``status='failed'`` and the message. The others stop the run with a
 one-line error. A ``StorageError`` in a shard fails that shard's attempt, which Prefect
-retries; it never quarantines the video.
+retries; it never quarantines the video. A ``TimedOut`` probe or shard is tried once more;
+a second one quarantines the video, as a worker that died on it on every attempt does.
 """
 
 from __future__ import annotations
 
-__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "NotALakeError", "StorageError"]
+__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "NotALakeError",
+           "StorageError", "TimedOut"]
 
 
 class VideolakeError(Exception):
@@ -50,3 +53,7 @@ class NotALakeError(LakeError, ConfigError):
 
 class StorageError(VideolakeError):
     """A storage call still failed after its retries; worth trying again later."""
+
+
+class TimedOut(VideolakeError):
+    """A video's probe or shard ran past its time limit (the work was stopped)."""

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 __all__ = ["LakeState", "read_lake_state", "known_sources", "moved", "QUARANTINE_KINDS"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# Failures that would repeat on the same bytes: skipped until the content changes.
-QUARANTINE_KINDS = ("source", "decode")
+# Failures that would repeat on the same bytes: skipped until the content changes. A video is
+# recorded as timed out only after two timeouts in a row, and as killing its worker only after
+# every retry did (flows.analyze), so one stuck run never quarantines it.
+QUARANTINE_KINDS = ("source", "decode", "timeout", "worker")
 
 
 @dataclass

@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from videolake.pipeline import storage
 from videolake.pipeline.config import RunConfig
+from videolake.pipeline.errors import ConfigError
 from videolake.pipeline.lake import Lake, check_writable
 from videolake.pipeline.ledger import known_sources
 from videolake.pipeline.models import ModelInfo, resolve_actions, resolve_detector
@@ -38,7 +40,14 @@ def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[
     layout, and the sources are listed and identified. ``list_sources=False`` only checks that
     each source's path or bucket exists and that the lake can be written (``serve``'s check
     before its first run); the plan then has no sources.
+
+    A source or lake URL that carries a credential (``user:password@``, a signature) is a ``ConfigError``.
     """
+    lake_url = lake.url if isinstance(lake, Lake) else os.fspath(lake)
+    for url in [*map(os.fspath, sources), lake_url]:
+        if storage.has_credentials(url):  # it would be stored in the lake, the logs and the run's Prefect parameters
+            raise ConfigError(f"{storage.redact(url)}: a URL must not carry credentials; give them through "
+                              "--storage-options or the environment (docs/buckets-and-schedules.md)")
     check_reachable(sources)
     detector, actions = resolve_detector(config.detector), resolve_actions(config.actions)
     config_hash = config.config_hash(detector.sha256, actions.sha256)

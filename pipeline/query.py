@@ -68,10 +68,25 @@ def connect(lake: str | os.PathLike[str] | Lake) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the lake's views (a local path, a bucket URL or a ``Lake``).
 
     Each Delta table is registered as the Arrow dataset of its current version (DuckDB scans it
-    lazily, with projection and filter pushdown). Raises ``NotALakeError`` when ``lake`` holds none.
+    lazily, with projection and filter pushdown), so no DuckDB extension has to be downloaded and
+    DuckDB never sees the lake's path: one with glob characters (``*``, ``?``, ``[``) is never
+    expanded into a sibling lake. Raises ``NotALakeError`` when ``lake`` holds none, and a one-line
+    ``LakeError`` when a table cannot be read.
     """
     lake = lake if isinstance(lake, Lake) else Lake.open(lake)
     con = duckdb.connect()
+    try:
+        _create_views(con, lake)
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        con.close()
+        raise LakeError(f"cannot read the lake {lake.url}: {_first_line(exc)}") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     con.execute("SET TimeZone = 'UTC'")  # wall-clock times show, and text timestamps parse, in UTC
     columns = {}
     for name in PUBLISHED:
@@ -84,7 +99,12 @@ def connect(lake: str | os.PathLike[str] | Lake) -> duckdb.DuckDBPyConnection:
     from videolake.pipeline.sqlpack import register_sql_pack  # the SQL pack: episodes, buckets, dwell, first actions
 
     register_sql_pack(con)
-    return con
+
+
+def _first_line(exc: BaseException) -> str:
+    """A DuckDB or Arrow error's first line, without DuckDB's error class prefix (``IO Error: ...``)."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line.split(": ", 1)[1] if line.split(": ", 1)[0].endswith("Error") and ": " in line else line
 
 
 def _duck(kind: pa.DataType) -> str:
@@ -102,8 +122,8 @@ def run_sql(lake: str | os.PathLike[str], sql: str) -> pa.Table:
     try:
         relation = con.sql(sql)
         return relation.fetch_arrow_table() if relation is not None else pa.table({})
-    except duckdb.Error as exc:
-        raise LakeError(f"query failed: {str(exc).splitlines()[0]}") from None
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise LakeError(f"query failed: {_first_line(exc)}") from None
     finally:
         con.close()
 
@@ -117,6 +137,8 @@ def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
             columns = [(c[0], c[1]) for c in con.execute(f"DESCRIBE {name}").fetchall()]
             out.append(ViewInfo(name, int(rows), columns))
         return out
+    except (duckdb.Error, pa.ArrowException) as exc:
+        raise LakeError(f"cannot read the lake {lake}: {_first_line(exc)}") from None
     finally:
         con.close()
 

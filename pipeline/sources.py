@@ -74,6 +74,10 @@ def discover(
     Files ``known`` at the same path, size and version are not read; the others are
     fingerprinted (``fingerprint``). Copies of one content count once: at the path the lake
     recorded for it, else the first path.
+
+    Paths are literal where they exist: ``*``, ``?`` and ``[`` make a glob only of a path that
+    does not exist, and then only past its longest existing folder (``cams[1]/*.mp4`` globs
+    ``*.mp4`` inside the folder ``cams[1]``). A local file or folder named ``cam[2].mp4`` is that file.
     """
     known = known or Identities()
     listed: dict[str, tuple[int, str]] = {}
@@ -104,7 +108,7 @@ def check_reachable(sources: Iterable[str | os.PathLike[str]]) -> None:
     for source in sources:
         url = storage.normalize(source)
         if not storage.is_remote(url):
-            if not _is_glob(url) and not os.path.exists(url):
+            if not os.path.exists(url) and not _is_glob(url):
                 raise SourceError(f"source not found: {url}")
             continue
         try:
@@ -116,13 +120,13 @@ def check_reachable(sources: Iterable[str | os.PathLike[str]]) -> None:
 
 def _local(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int | str]]:
     path = Path(url)
-    if _is_glob(url):
-        candidates = [Path(p) for p in sorted(glob.glob(url, recursive=True))
-                      if os.path.isfile(p) and Path(p).suffix.lower() in extensions]
-    elif path.is_dir():
+    if path.is_dir():
         candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
     elif path.exists():
         candidates = [path]
+    elif _is_glob(url):
+        candidates = [Path(p) for p in sorted(glob.glob(_literal_prefix(path), recursive=True))
+                      if os.path.isfile(p) and Path(p).suffix.lower() in extensions]
     else:
         raise SourceError(f"source not found: {url}")
     out = []
@@ -133,8 +137,8 @@ def _local(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int | 
 
 
 def _remote(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, str]]:
-    pattern = _is_glob(url)
     try:
+        pattern = _is_glob(url) and not storage.exists(url)  # an object or prefix that exists is literal
         files = storage.list_files(url, pattern=pattern)
         if not files and not storage.exists(_bucket(url)):
             raise FileNotFoundError(url)
@@ -147,6 +151,12 @@ def _remote(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, str]]
 
 def _is_glob(url: str) -> bool:
     return any(c in url for c in "*?[")
+
+
+def _literal_prefix(pattern: Path) -> str:
+    """``pattern`` with its longest existing folder escaped: what exists is literal, the rest is the glob."""
+    base = next(p for p in pattern.parents if p.is_dir())
+    return os.path.join(glob.escape(str(base)), str(pattern.relative_to(base)))
 
 
 def _bucket(url: str) -> str:

@@ -140,3 +140,52 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_rows_of_a_clean_run(samples
     counts = {t: table(lake, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in ("detections", "clips", "tracks")}
     print(f"resume: killed after {committed}/8 shards committed; rerun: {resumed.stdout.splitlines()[2]}; "
           f"lake equals the clean run's: {counts}")
+
+
+def test_credentials_in_urls_are_refused_and_never_printed_stored_or_sent_to_prefect(samples_dir, tmp_path, cli_env):
+    from prefect.client.orchestration import get_client
+
+    secret, sas = "planted-url-password-3", "planted%2Bsas%2Fsig5"
+    lake = tmp_path / "lake"
+    cases = [
+        ["--debug", "run", f"https://cam-user:{secret}@127.0.0.1:9/cam1.mp4", "--out", lake],
+        ["--debug", "run", samples_dir / "bikes.mp4", "--out", f"s3://AKIAKEY:{secret}@lake-bucket/lake"],
+        ["--debug", "serve", f"https://acct.blob.core.windows.net/cams/?sv=2022&sig={sas}", "--out", lake, "--interval", "60"],
+    ]
+    for args in cases:
+        result = vl(*args, env=cli_env, timeout=180)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "must not carry credentials" in output
+        assert secret not in output and sas not in output
+    assert not lake.exists()
+    with get_client(sync_client=True) as client:
+        stored = repr([r.parameters for r in client.read_flow_runs()]) + repr([d.parameters for d in client.read_deployments()])
+    assert secret not in stored and sas not in stored
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--config", "{tmp}/bad.yaml"], 2,
+         "config file {tmp}/bad.yaml is not valid YAML at line 2, column 6: mapping values are not allowed here"),
+        (["serve", "{samples}", "--out", "{tmp}/lake", "--cron", "61 * * * *"], 2, 'Invalid cron string: "61 * * * *"'),
+        (["serve", "{samples}", "--out", "{tmp}/lake", "--cron", "0 * * * *", "--timezone", "Mars/Olympus"], 2,
+         "--timezone must be an IANA time zone"),
+        (["serve", "{samples}", "--out", "{tmp}/lake", "--interval", "0"], 2, "--interval must be > 0 seconds"),
+        (["query", "{tmp}/corrupt", "SELECT count(*) FROM detections"], 1,
+         "cannot read the lake {tmp}/corrupt: No magic bytes found at end of file"),
+        (["query", "{tmp}/corrupt"], 1, "cannot read the lake {tmp}/corrupt"),
+    ],
+)
+def test_errors_are_one_line_with_the_documented_exit_code(samples_dir, tmp_path, cli_env, args, code, message):
+    from tests.synthetic_lake import write_sharded_video
+
+    (tmp_path / "bad.yaml").write_text("imgsz: 320\n  bad: [\n")
+    write_sharded_video(str(tmp_path / "corrupt"), "a", n_shards=2)
+    damaged = sorted((tmp_path / "corrupt" / "detections").rglob("*.parquet"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:-12])  # a file cut short: no Parquet footer
+    result = vl(*[a.format(tmp=tmp_path, samples=samples_dir) for a in args], env=cli_env, timeout=180)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert result.stderr.strip().splitlines() == [f"error: {message.format(tmp=tmp_path)}"] or (
+        len(result.stderr.strip().splitlines()) == 1 and message.format(tmp=tmp_path) in result.stderr), result.stderr

@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 
-from videolake.pipeline.errors import ConfigError, VideolakeError
+from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
 
 app = typer.Typer(
     name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -36,24 +36,31 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except VideolakeError as exc:
-        if _debug:
-            traceback.print_exc()
-        typer.echo(f"error: {_redact(str(exc))}", err=True)
+        _print_traceback()
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        if _debug:
-            traceback.print_exc()
-        typer.echo(f"error: {type(exc).__name__}: {_redact(str(exc))} (rerun with --debug for the traceback)", err=True)
+        _print_traceback()
+        typer.echo(f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)", err=True)
         raise typer.Exit(1) from None
 
 
-def _redact(text: str) -> str:
+def _print_traceback() -> None:
+    """With --debug: the traceback of the exception being handled, redacted like every other error text."""
+    if _debug:
+        from videolake.pipeline.storage import redact
+
+        typer.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+
+
+def _one_line(text: str) -> str:
+    """An error text as one redacted line."""
     from videolake.pipeline.storage import redact
 
-    return redact(text)
+    return " ".join(redact(text).split())
 
 
 _STORAGE_HELP = ("JSON options for the bucket's filesystem (fsspec/s3fs), e.g. credentials or "
@@ -147,6 +154,9 @@ def serve(
         _use_storage_options(storage_options)
         if (cron is None) == (interval is None):
             raise ConfigError("give exactly one of --cron and --interval")
+        from videolake.flows.deploy import make_schedule
+
+        make_schedule(cron, interval, timezone)  # a bad schedule fails now, with exit code 2
         cfg = load_config_file(config) if config else RunConfig()
         from videolake.pipeline.plan import plan_run
 
@@ -309,9 +319,15 @@ def train_actions(
 
 
 def _detector_classes(path: str) -> list[str]:
+    from videolake.pipeline.models import check_safe_ultralytics
+
+    check_safe_ultralytics()
     from ultralytics import YOLO
 
-    return [str(v) for v in YOLO(path).names.values()]
+    try:
+        return [str(v) for v in YOLO(path).names.values()]
+    except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types for bad weights
+        raise ModelError(f"cannot load detector {path}: {exc}") from None
 
 
 def _quiet_logs(verbose: bool) -> None:

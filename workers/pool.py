@@ -25,10 +25,11 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from videolake.pipeline.analyze import ShardJob, ShardResult
 from videolake.pipeline.config import RunConfig
-from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
+from videolake.pipeline.errors import ConfigError, ModelError, TimedOut, VideolakeError
 from videolake.pipeline.models import ModelInfo
 from videolake.pipeline.storage import forwarded_env
 from videolake.workers.actor import ProgressCounter, VideoWorker
+from videolake.workers.local_ray import start_local_ray, stop_local_ray
 
 __all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan",
            "NodeResources", "cluster_nodes", "actor_resources"]
@@ -44,7 +45,7 @@ class WorkerLost(VideolakeError):
     """The actor running a shard died; the shard can be retried on another or a restarted actor."""
 
 
-class ShardTimeout(VideolakeError):
+class ShardTimeout(TimedOut):
     """A shard ran past its time limit; its actor was restarted to stop it."""
 
 
@@ -70,7 +71,7 @@ class WorkerPlan:
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None) -> Iterator[str]:
-    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a local Ray for the block."""
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a local Ray on loopback for the block."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         yield "existing"
@@ -78,14 +79,17 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
-        ray.init(  # "local": a Ray of its own, even where `ray start` left a cluster (or a stale address) behind
-            address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+        start_local_ray(  # a Ray of its own on loopback, even where `ray start` left a cluster (or a stale address) behind
+            num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
             object_store_memory=_LOCAL_OBJECT_STORE_BYTES, logging_level=logging.ERROR,
         )
     try:
         yield address or "local"
     finally:
-        ray.shutdown()
+        if address:
+            ray.shutdown()
+        else:
+            stop_local_ray()
 
 
 def cluster_nodes() -> list[NodeResources]:

@@ -212,3 +212,17 @@ def test_a_worker_killed_mid_shard_costs_one_retry_of_that_shard(prefect_api, ra
     shards = run_sql(lake, "SELECT shard_index, status, attempts FROM shards ORDER BY 1").to_pylist()
     assert [s["status"] for s in shards] == ["ok"] * 3
     assert sorted(s["attempts"] for s in shards) == [1, 1, 2]  # the killed shard ran twice; nothing else did
+
+
+def test_a_video_that_times_out_twice_is_quarantined_with_the_reason(prefect_api, ray_local, samples_dir, tmp_path):
+    lake = str(tmp_path / "lake")
+    source = [str(samples_dir / "bikes.mp4")]
+    config = {**FAST, "analysis_fps": 0, "shard_timeout_s": 1, "workers": 1}  # 250 frames: far more than 1 s of work
+    first = analyze(sources=source, lake=lake, config=config, show_progress=False)
+    assert (first.videos_ok, first.videos_failed) == (0, 1)
+    failed = run_sql(lake, "SELECT error_kind, error FROM failed").to_pylist()
+    assert failed[0]["error_kind"] == "timeout" and "ran past the 1 s limit (2 attempts)" in failed[0]["error"], failed
+    assert run_sql(lake, "SELECT attempts FROM shards").column("attempts").to_pylist() == [2]
+    second = analyze(sources=source, lake=lake, config=config, show_progress=False)  # a scheduled rerun: no cost
+    assert (second.videos_failed, second.videos_quarantined, second.shards_total) == (0, 1, 0)
+    assert any("quarantined (use --retry-failed)" in line and "ran past the 1 s limit" in line for line in second.lines())

@@ -101,7 +101,9 @@ def test_bucket_to_bucket_runs_query_and_increments_like_local_disk_and_never_le
     assert len(objects) > 10
     assert all(SECRET.encode() not in s3.cat_file(key) for key in objects)
     assert SECRET not in json.dumps(_prefect_records(prefect_api, lake), default=str)
-    for path in filter(os.path.isfile, glob.glob("/tmp/ray/session_latest/logs/**", recursive=True)):
+    from videolake.pipeline.scratch import ray_temp_dir  # a run's own Ray keeps its sessions there (removed at its end)
+
+    for path in filter(os.path.isfile, glob.glob(f"{ray_temp_dir()}/**", recursive=True) + glob.glob("/tmp/ray/session_latest/logs/**", recursive=True)):
         with open(path, "rb") as f:
             assert SECRET.encode() not in f.read(), path
 

@@ -40,3 +40,15 @@ def test_bad_sql_is_a_lake_error_and_a_folder_without_a_lake_is_refused(tmp_path
     for missing in (tmp_path / "missing", tmp_path):
         with pytest.raises(NotALakeError, match="not a videolake lake"):
             run_sql(missing, "SELECT 1")
+
+
+def test_a_lake_path_with_glob_characters_reads_that_lake_only(tmp_path):
+    from tests.synthetic_lake import write_sharded_video
+
+    for name in ("lake*", "lake[1]", "lake-sibling", "lake1"):  # the same video in each: the same file names
+        write_sharded_video(str(tmp_path / name), "a", n_shards=2)
+    write_sharded_video(str(tmp_path / "lake-sibling"), "b", n_shards=2)
+    count = "SELECT count(*) AS n, count(DISTINCT video_id) AS videos FROM all_detections"
+    assert run_sql(tmp_path / "lake-sibling", count).to_pylist() == [{"n": 40, "videos": 2}]
+    for name in ("lake*", "lake[1]"):
+        assert run_sql(tmp_path / name, count).to_pylist() == [{"n": 20, "videos": 1}], name

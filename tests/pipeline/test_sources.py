@@ -1,7 +1,7 @@
 import pytest
 
 from videolake.pipeline.errors import SourceError
-from videolake.pipeline.sources import Identities, camera_id_for, discover, recorded_at_for, video_id_for
+from videolake.pipeline.sources import Identities, camera_id_for, check_reachable, discover, recorded_at_for, video_id_for
 
 
 def test_discover_walks_folders_by_extension_and_takes_named_files(tmp_path):
@@ -85,3 +85,27 @@ def test_recorded_at_from_the_container_then_the_file_name_then_a_sidecar(tmp_pa
     (tmp_path / "front door.json").write_text('{"recorded_at": "2026-05-01T16:00:00+02:00"}')
     assert recorded_at_for(str(other), None) == (datetime(2026, 5, 1, 14, tzinfo=timezone.utc), "sidecar")
     assert recorded_at_for(str(tmp_path / "none.mp4"), None) == (None, None)
+
+
+
+def test_paths_that_exist_are_literal_even_with_glob_characters(tmp_path):
+    folder = tmp_path / "cams[1]"
+    folder.mkdir()
+    (folder / "cam[2].mp4").write_bytes(b"x" * 10)
+    (folder / "notes.txt").write_bytes(b"n")
+    (tmp_path / "cams1").mkdir()  # what `cams[1]` matches as a glob: must not be read instead
+    (tmp_path / "cams1" / "decoy.mp4").write_bytes(b"d")
+    expected = [str(folder / "cam[2].mp4")]
+    assert [v.uri for v in discover([folder])] == expected                   # the folder
+    assert [v.uri for v in discover([folder / "cam[2].mp4"])] == expected    # the file
+    assert [v.uri for v in discover([f"{folder}/*.mp4"])] == expected        # a glob inside the literal folder
+    assert [v.uri for v in discover([tmp_path / "cams[1]" / "cam*"])] == expected
+    check_reachable([folder / "cam[2].mp4", f"{folder}/*.mp4"])
+
+
+def test_a_path_that_does_not_exist_is_a_glob_when_it_has_glob_characters(tmp_path):
+    for name in ("cam1.mp4", "cam2.mp4", "cam3.mkv"):
+        (tmp_path / name).write_bytes(name.encode())  # three contents: copies of one would count once
+    assert [v.uri.rsplit("/", 1)[-1] for v in discover([tmp_path / "cam[12].mp4"])] == ["cam1.mp4", "cam2.mp4"]
+    assert [v.uri.rsplit("/", 1)[-1] for v in discover([tmp_path / "**" / "cam?.*"])] == ["cam1.mp4", "cam2.mp4", "cam3.mkv"]
+    assert discover([tmp_path / "nothing-*.mp4"]) == []  # a glob may match nothing (a schedule finds nothing yet)

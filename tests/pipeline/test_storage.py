@@ -84,7 +84,9 @@ def test_a_parquet_sink_to_a_bucket_shows_nothing_until_it_closes(s3):
     assert state.committed == {("v", "c", "s0")}
     with pytest.raises(RuntimeError), ParquetSink(path.replace("s0", "s1"), "ledger") as sink:
         raise RuntimeError("the shard failed")
-    assert not s3.exists(path.replace("s0", "s1")) and not [f for f in os.listdir("/tmp") if f.startswith("_tmp-") and "c-s1" in f]
+    from videolake.pipeline.scratch import scratch_dir
+
+    assert not s3.exists(path.replace("s0", "s1")) and not [f for f in os.listdir(scratch_dir()) if f.startswith("_tmp-") and "c-s1" in f]
 
 
 def test_a_video_streams_from_the_bucket_without_a_local_copy(s3, samples_dir):
@@ -117,3 +119,72 @@ def test_compaction_on_a_bucket_lake_keeps_query_results(s3):
     assert small_file_count(lake) == 1 and report.files_vacuumed >= 2
     assert lake.sql(query).to_pylist() == before
     assert not s3.find(f"{bucket}/lake/_staging", withdirs=False)
+
+
+PLANTED = {
+    "env": "planted-env-secret-1",
+    "option": "planted-option-secret-2",
+    "account_key": "cGxhbnRlZC1hY2NvdW50LWtleQ+/x==",
+    "url_password": "planted-url-password-3",
+    "bearer": "planted.bearer-token_4",
+    "sas": "planted%2Bsas%2Fsig5",
+}
+
+
+@pytest.fixture
+def planted(monkeypatch):
+    """Secrets planted where videolake's processes find them: the environment and the storage options."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PLANTED["env"])
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
+                       f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={PLANTED['account_key']};EndpointSuffix=core.windows.net")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://minio-user:{PLANTED['url_password']}@127.0.0.1:9000")
+    monkeypatch.delenv(storage.STORAGE_OPTIONS_ENV, raising=False)
+    storage.set_storage_options({"secret": PLANTED["option"], "client_kwargs": {"headers": {"Authorization": f"Bearer {PLANTED['bearer']}"}}})
+    return PLANTED
+
+
+@pytest.mark.parametrize("text", [
+    "failed with {env} and {option}",                                                    # known values
+    "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={account_key};EndpointSuffix=x",  # connection_string
+    "the key {account_key} was refused",                                                # a part of a known connection string
+    'Could not connect to the endpoint URL: "http://minio-user:{url_password}@127.0.0.1:9000/cams"',
+    "bare {url_password} from the endpoint",                                            # a known URL's password, alone
+    "GET https://acct.blob.core.windows.net/c/cam.mp4?sv=2022-11-02&sig={sas}&se=2030 failed",
+    "headers={{'Authorization': 'Bearer {bearer}'}}",
+    "Authorization: Bearer {bearer}",
+    "{{'secret': '{option}', \"password\": \"{env}\"}}",                                 # JSON and reprs
+    "aws_secret_access_key={env} token={option}",
+])
+def test_redact_blanks_every_form_of_a_credential(planted, text):
+    raw = text.format(**planted)
+    clean = storage.redact(raw)
+    assert not [name for name, value in planted.items() if value in clean], clean
+    assert "***" in clean
+
+
+def test_redact_keeps_what_is_not_a_credential(planted):
+    text = "s3://cams/2026/cam1.mp4 content_key=0123abcd shard s00001 abfs://container@acct.dfs.core.windows.net/x"
+    assert storage.redact(text) == text
+    assert storage.has_credentials("https://user:pw@host/cam.mp4") and storage.has_credentials("https://h/v.mp4?sig=abc")
+    assert not storage.has_credentials("s3://bucket/cams/") and not storage.has_credentials("/data/cam=1/x.mp4")
+
+
+def test_log_records_and_their_tracebacks_are_redacted(planted):
+    import io
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("videolake-test-redaction")
+    logger.addHandler(handler)
+    try:
+        storage.redact_logs("videolake-test-redaction")
+        try:
+            raise RuntimeError(f"bucket said no to {planted['env']} at http://u:{planted['url_password']}@host/")
+        except RuntimeError:
+            logger.exception("shard failed with %s", planted["option"])
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "shard failed with ***" in text and "RuntimeError: bucket said no to *** at http://u:***@host/" in text
+    assert not [value for value in planted.values() if value in text]
