@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import sys
 import time
 import uuid
@@ -37,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from videolake.pipeline import storage
-from videolake.pipeline.errors import LakeError, NotALakeError, VideolakeError
+from videolake.pipeline.errors import ConfigError, LakeError, NotALakeError, VideolakeError
 
 if TYPE_CHECKING:
     import duckdb
@@ -224,9 +225,25 @@ def _schema_with_version(schema: pa.Schema) -> pa.Schema:
     return schema.with_metadata({**(schema.metadata or {}), b"videolake.schema_version": SCHEMA_VERSION.encode()})
 
 
+# delta-rs cannot write a local table whose path has one of these: it panics on ``[ ] ^ |`` (the path
+# becomes the host of an object store URL; a lake moved under them is still read) and reads ``\\``
+# and ``%XX`` as escapes (reading too).
+_DELTA_UNWRITABLE = re.compile(r"[\[\]^|\\]|%[0-9A-Fa-f]{2}")
+
+
+def check_delta_path(lake: str | os.PathLike[str]) -> None:
+    """``ConfigError`` for a local lake path that Delta tables cannot be written under."""
+    lake = os.fspath(lake)
+    found = None if storage.is_remote(lake) else _DELTA_UNWRITABLE.search(lake)
+    if found:
+        raise ConfigError(f"{lake}: a lake cannot be written in a folder whose path has {found.group()!r} "
+                          "(delta-rs cannot write Delta tables there); choose another folder")
+
+
 def check_writable(lake: str | os.PathLike[str]) -> None:
     """Fail early, naming the lake (never a credential), when it cannot be written."""
     lake = os.fspath(lake)
+    check_delta_path(lake)
     if storage.is_remote(lake):
         probe = storage.join(lake, f".write-check-{uuid.uuid4().hex}")
         try:
@@ -415,6 +432,7 @@ class Lake:
         """For ``run``: the lake at ``url``, created when there is none, upgraded when it has the older layout;
         an interrupted commit of an earlier run is completed first."""
         lake = cls(url, notify)
+        check_delta_path(lake.url)
         layout = lake.layout()
         if layout == 1:
             from videolake.pipeline.migrate import migrate
@@ -507,6 +525,7 @@ class Lake:
         """
         from deltalake.exceptions import CommitFailedError
 
+        check_delta_path(self.url)
         for attempt in range(_COMMIT_ATTEMPTS):
             dt = self.table(name)
             try:
