@@ -13,6 +13,7 @@ seen whole by the next connection, never in part.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -117,18 +118,20 @@ def _duck(kind: pa.DataType) -> str:
         con.close()
 
 
-def run_sql(lake: str | os.PathLike[str], sql: str) -> pa.Table:
+def run_sql(lake: str | os.PathLike[str] | Lake, sql: str) -> pa.Table:
+    lake = lake if isinstance(lake, Lake) else Lake.open(lake)
     con = connect(lake)
     try:
         relation = con.sql(sql)
         return relation.fetch_arrow_table() if relation is not None else pa.table({})
-    except (duckdb.Error, pa.ArrowException) as exc:
-        raise LakeError(f"query failed: {_first_line(exc)}") from None
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        raise _read_error(lake, exc) or LakeError(f"query failed: {_first_line(exc)}") from None
     finally:
         con.close()
 
 
-def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
+def describe_views(lake: str | os.PathLike[str] | Lake) -> list[ViewInfo]:
+    lake = lake if isinstance(lake, Lake) else Lake.open(lake)
     con = connect(lake)
     try:
         out = []
@@ -137,10 +140,25 @@ def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
             columns = [(c[0], c[1]) for c in con.execute(f"DESCRIBE {name}").fetchall()]
             out.append(ViewInfo(name, int(rows), columns))
         return out
-    except (duckdb.Error, pa.ArrowException) as exc:
-        raise LakeError(f"cannot read the lake {lake}: {_first_line(exc)}") from None
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        raise _read_error(lake, exc) or LakeError(f"cannot read the lake {lake.url}: {_first_line(exc)}") from None
     finally:
         con.close()
+
+
+# DuckDB's wrapping of an error raised while it scans a table's Arrow dataset (a damaged or missing file).
+_SCAN_ERROR = re.compile(r"reading the stream registered as '_raw_(?P<table>\w+)' failed: (?:\w+: )?(?P<reason>.*)")
+
+
+def _read_error(lake: Lake, exc: BaseException) -> LakeError | None:
+    """A one-line ``LakeError`` naming the table and file when ``exc`` is a file of the lake that cannot be
+    read (not the query's fault); ``None`` otherwise."""
+    found = _SCAN_ERROR.search(_first_line(exc))
+    if found:
+        return LakeError(f"cannot read the lake {lake.url}: table {found['table']}: {found['reason']}")
+    if isinstance(exc, (pa.ArrowException, OSError, duckdb.IOException)):
+        return LakeError(f"cannot read the lake {lake.url}: {_first_line(exc)}")
+    return None
 
 
 def format_cell(value: object) -> str:

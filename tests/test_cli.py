@@ -174,7 +174,7 @@ def test_credentials_in_urls_are_refused_and_never_printed_stored_or_sent_to_pre
          "--timezone must be an IANA time zone"),
         (["serve", "{samples}", "--out", "{tmp}/lake", "--interval", "0"], 2, "--interval must be > 0 seconds"),
         (["query", "{tmp}/corrupt", "SELECT count(*) FROM detections"], 1,
-         "cannot read the lake {tmp}/corrupt: No magic bytes found at end of file"),
+         "cannot read the lake {tmp}/corrupt: table detections: Could not open Parquet input source 'config_hash=h/"),
         (["query", "{tmp}/corrupt"], 1, "cannot read the lake {tmp}/corrupt"),
     ],
 )
