@@ -339,18 +339,23 @@ def make_fuzz_corpus(directory: Path, n: int = 200, seed: int = 14) -> dict[str,
     extensions = [".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"]
     directory.mkdir(parents=True, exist_ok=True)
     out: dict[str, str] = {}
+    seen: set[bytes] = set()  # the lake counts copies of one content once: every variant is distinct
     for name, data in specials.items():
         (directory / name).write_bytes(data)
         out[name] = name.split(".")[0]
+        seen.add(data)
     i = 0
     while len(out) < n:
         base, kind = names[i % len(names)], kinds[(i // len(names)) % len(kinds)]
         data = mutate(bases[base], kind)
+        i += 1
+        if data in seen:  # e.g. a shuffle of a file of one chunk, or a zeroed range that was zero
+            continue
+        seen.add(data)
         stem, ext = base.rsplit(".", 1)
         if rng.random() < 0.15:  # the wrong extension for what is inside
             ext = extensions[int(rng.integers(0, len(extensions)))].lstrip(".")
         name = f"{len(out):03d}_{kind}_{stem}.{ext}"
         (directory / name).write_bytes(data)
         out[name] = f"{kind} of {base}"
-        i += 1
     return out
