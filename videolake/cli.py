@@ -25,6 +25,39 @@ T = TypeVar("T")
 _debug = False
 
 
+def entry(prog_name: str = "videolake") -> None:
+    """The console script: ``app``, then an exit that skips native libraries' teardown.
+
+    Python's exit handlers run (Ray's shutdown, a temporary Prefect server's stop, log
+    flushing); what is skipped is the C++ static destruction after them, where pyarrow's and
+    delta-rs' thread pools can abort a process that already finished its work (``terminate
+    called without an active exception``, exit 134, about one compaction in a hundred here;
+    apache/arrow#34314, delta-io/delta-rs#2184).
+    """
+    import atexit
+
+    code: int | str | None = 0
+    try:
+        app(prog_name=prog_name)
+    except SystemExit as exc:
+        code = exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except BaseException:  # noqa: BLE001 - printed as Python would, then the same exit
+        traceback.print_exc()
+        code = 1
+    finally:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+
+
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
     global _debug
