@@ -26,8 +26,7 @@ from videolake.pipeline.compact import compact, small_file_count
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
 from videolake.pipeline.errors import StorageError, TimedOut, VideolakeError
-from videolake.pipeline.lake import table_path, write_table
-from videolake.pipeline.ledger import read_lake_state
+from videolake.pipeline.lake import Lake
 from videolake.pipeline.plan import RunPlan, plan_run
 from videolake.pipeline.runs import RunSummary, triage, write_run_record
 from videolake.pipeline.scratch import sweep_leftovers
@@ -113,9 +112,9 @@ def analyze(
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
     lake = plan.lake
-    sweep_leftovers(lake)  # what killed runs left: half-written files, Ray session folders, server logs
+    sweep_leftovers(lake.url)  # what killed runs left: half-written files, Ray session folders, server logs
     run_id = str(flow_run.id or uuid.uuid4())
-    state = read_lake_state(lake, plan.config_hash, plan.sources)
+    state = lake.state(plan.config_hash, plan.sources)
     work = triage(plan.sources, state, retry_failed)
     todo = work.todo
     summary = RunSummary.start(run_id, plan, work)
@@ -134,7 +133,7 @@ def analyze(
                 pool.shutdown()
     if todo and small_file_count(lake) >= _COMPACT_AT_SMALL_FILES:
         report = compact(lake)
-        logger.info("compacted %d small files into %d", report.files_before, report.files_after)
+        logger.info(report.line())
     summary.wall_s = time.perf_counter() - t0
     write_run_record(plan, summary, started_at)
     for line in summary.lines():
@@ -155,13 +154,13 @@ def run_analysis(plan: RunPlan, sources: list[str], show_progress: bool = True, 
         WorkerPool.prestart(cfg, plan.detector, plan.actions)
         try:
             wait_for_api()
-            return analyze(sources=sources, lake=plan.lake, config=cfg.to_dict(), show_progress=show_progress,
+            return analyze(sources=sources, lake=plan.lake.url, config=cfg.to_dict(), show_progress=show_progress,
                            retry_failed=retry_failed)
         finally:
             WorkerPool.discard_prestarted()
 
 
-def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: str, run_id: str,  # noqa: ANN001
+def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: Lake, run_id: str,  # noqa: ANN001
              state, summary: RunSummary, progress: RunProgress) -> None:  # noqa: ANN001 - LakeState
     """Probe, shard and analyse, keeping a bounded window of task runs in flight."""
     waiting = deque(todo)
@@ -195,8 +194,8 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                 kind, message = _failure(outcome, "internal", repr)
                 video.info = VideoInfo(video.source.uri, None, None, 0, 0, "unknown", None)
                 video.failures[0] = (kind, message)
-                summary.add(finalize_video(lake, config_hash, run_id, video.source.video_id, video.source.content_key,
-                                           video.info, [], video.failures, time.perf_counter() - video.started))
+                summary.add(finalize_video(lake, config_hash, run_id, video.source, video.info, [], video.failures,
+                                           time.perf_counter() - video.started, time_pattern=cfg.time_pattern))
                 progress.update(videos_done=summary.videos_ok + summary.videos_failed, frames_done=pool.frames_done())
                 continue
             video.info = outcome
@@ -209,7 +208,7 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
                     video.records.append(_record(video, shard, "done_before", run_id))
                 else:
                     ready.append((video, ShardJob(video.source.video_id, video.source.content_key, outcome.without_keyframes(),
-                                                  shard, lake, run_id, config_hash)))
+                                                  shard, lake.url, run_id, config_hash)))
             active.append(video)
         for video in list(active):
             for index, (job, future) in list(video.running.items()):
@@ -232,9 +231,8 @@ def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, la
             queued = any(v is video for v, _ in ready)
             if not video.running and not queued:
                 active.remove(video)
-                write_table(table_path(lake, "shards", run_id=run_id, video_id=video.source.video_id), "shards", video.records)
-                summary.add(finalize_video(lake, config_hash, run_id, video.source.video_id, video.source.content_key,
-                                           video.info, video.shards, video.failures, time.perf_counter() - video.started))
+                summary.add(finalize_video(lake, config_hash, run_id, video.source, video.info, video.shards, video.failures,
+                                           time.perf_counter() - video.started, video.records, cfg.time_pattern))
         progress.update(videos_done=summary.videos_ok + summary.videos_failed, frames_done=pool.frames_done())
         if not changed:
             time.sleep(0.25)

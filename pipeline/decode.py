@@ -51,6 +51,7 @@ class VideoInfo:
     # how many frames precede each.
     keyframes_s: tuple[float, ...] = ()
     keyframe_frame_indices: tuple[int, ...] = ()
+    creation_time: str | None = None  # the container's (or stream's) creation_time tag, as written
 
     def without_keyframes(self) -> VideoInfo:
         """This info without the keyframe index: what a shard needs (its own keyframe is in its ``Shard``)."""
@@ -134,6 +135,7 @@ def probe(
             uri=uri, duration_s=duration_s, fps=fps, width=width, height=height,
             codec=ctx.name or "unknown", n_frames_estimate=n_frames or None,
             keyframes_s=key_s, keyframe_frame_indices=key_index,
+            creation_time=container.metadata.get("creation_time") or stream.metadata.get("creation_time"),
         )
 
 

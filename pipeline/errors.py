@@ -6,6 +6,7 @@
     ├── DecodeError   a video opened but its content cannot be decoded
     ├── ModelError    a detector or action model cannot be found or loaded
     ├── LakeError     the lake cannot be written or read
+    │   └── NotALakeError  the folder or prefix holds no lake (also a ConfigError: exit code 2)
     ├── StorageError  a bucket call still failed after its retries (timeouts, 5xx, throttling)
     └── TimedOut      a video's probe or shard ran past its time limit
 
@@ -18,8 +19,8 @@ a second one quarantines the video, as a worker that died on it on every attempt
 
 from __future__ import annotations
 
-__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "StorageError",
-           "TimedOut"]
+__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "NotALakeError",
+           "StorageError", "TimedOut"]
 
 
 class VideolakeError(Exception):
@@ -44,6 +45,10 @@ class ModelError(VideolakeError):
 
 class LakeError(VideolakeError):
     """The lake cannot be written or read."""
+
+
+class NotALakeError(LakeError, ConfigError):
+    """A command that reads a lake was pointed at a folder or prefix that holds none."""
 
 
 class StorageError(VideolakeError):

@@ -29,8 +29,8 @@ from videolake.pipeline.errors import ConfigError, LakeError, SourceError, Stora
 __all__ = [
     "STORAGE_OPTIONS_ENV", "RemoteFile", "is_remote", "normalize", "storage_options", "set_storage_options",
     "filesystem", "arrow_fs", "read_parquet", "join", "open_input", "list_files", "exists", "read_bytes", "write_bytes", "put_file",
-    "remove", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "has_credentials", "RedactingFilter", "redact_logs",
-    "storage_error",
+    "remove", "remove_files", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "has_credentials", "RedactingFilter",
+    "redact_logs", "storage_error",
 ]
 
 STORAGE_OPTIONS_ENV = "VIDEOLAKE_STORAGE_OPTIONS"
@@ -248,6 +248,16 @@ def remove(url: str) -> None:
     fs, path = filesystem(url)
     with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
+
+
+def remove_files(urls: list[str]) -> None:
+    """Remove files (missing ones are fine), then the local folders they leave empty."""
+    for url in urls:
+        remove(url)
+    if urls and not is_remote(urls[0]):
+        for folder in sorted({os.path.dirname(u) for u in urls}, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: someone is writing there
+                os.rmdir(folder)
 
 
 _FORWARDED_ENV = re.compile(r"^(VIDEOLAKE_STORAGE_OPTIONS|AWS_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_PROJECT|AZURE_[A-Z_]+|FSSPEC_[A-Z_]+)$")

@@ -166,6 +166,20 @@ def make_damaged_corpus(directory: Path) -> dict[str, Path]:
     return out
 
 
+def with_creation_time(src: Path, dst: Path, creation_time: str) -> Path:
+    """``src``'s video stream remuxed (no re-encoding) into ``dst`` with a container ``creation_time`` tag."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        out.metadata["creation_time"] = creation_time
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = copy
+            out.mux(packet)
+    return dst
+
+
 def _ts_segment(size: tuple[int, int], n_frames: int, first_pts: int, fps: int = 25) -> bytes:
     """An MPEG-2 transport stream of ``n_frames`` frames of ``size``, starting at ``first_pts``."""
     import io
@@ -325,18 +339,23 @@ def make_fuzz_corpus(directory: Path, n: int = 200, seed: int = 14) -> dict[str,
     extensions = [".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"]
     directory.mkdir(parents=True, exist_ok=True)
     out: dict[str, str] = {}
+    seen: set[bytes] = set()  # the lake counts copies of one content once: every variant is distinct
     for name, data in specials.items():
         (directory / name).write_bytes(data)
         out[name] = name.split(".")[0]
+        seen.add(data)
     i = 0
     while len(out) < n:
         base, kind = names[i % len(names)], kinds[(i // len(names)) % len(kinds)]
         data = mutate(bases[base], kind)
+        i += 1
+        if data in seen:  # e.g. a shuffle of a file of one chunk, or a zeroed range that was zero
+            continue
+        seen.add(data)
         stem, ext = base.rsplit(".", 1)
         if rng.random() < 0.15:  # the wrong extension for what is inside
             ext = extensions[int(rng.integers(0, len(extensions)))].lstrip(".")
         name = f"{len(out):03d}_{kind}_{stem}.{ext}"
         (directory / name).write_bytes(data)
         out[name] = f"{kind} of {base}"
-        i += 1
     return out

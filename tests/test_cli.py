@@ -40,6 +40,20 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
     table = vl("query", lake, "SELECT action, count(*) AS n FROM clips GROUP BY 1 ORDER BY 1", env=cli_env)
     assert table.returncode == 0 and "action" in table.stdout
 
+    # The archive moves: nothing is analysed again (no Prefect, no Ray) and the new paths are recorded.
+    moved = tmp_path / "archive" / "cam7"
+    moved.mkdir(parents=True)
+    for name in ("carphone_pristine.mp4", "bigbuckbunny.mp4"):
+        (moved / name).write_bytes((samples_dir / name).read_bytes())
+    again = vl("run", moved, "--out", lake, *FAST_FLAGS, env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "videos: 0 ok, 0 failed; 0 new, 2 already done (2 at a new path)" in again.stdout, again.stdout
+    q = vl("query", lake, "SELECT uri, camera_id FROM videos ORDER BY 1", "--format", "json", env=cli_env)
+    assert [r["uri"] for r in json.loads(q.stdout)] == [str(moved / "bigbuckbunny.mp4"), str(moved / "carphone_pristine.mp4")]
+    assert {r["camera_id"] for r in json.loads(q.stdout)} == {samples_dir.name}  # the camera of the first analysis stays
+    q = vl("query", lake, "SELECT count(*) AS n FROM runs", "--format", "json", env=cli_env)
+    assert json.loads(q.stdout) == [{"n": 2}]
+
 
 @pytest.mark.parametrize(
     "args, code, message",
@@ -51,7 +65,12 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--detector", "{tmp}/nope.pt"], 1, "detector weights not found"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--actions", "{tmp}/file"], 1, "must be a .safetensors file"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--config", "{tmp}/missing.yaml"], 2, "config file not found"),
-        (["query", "{tmp}/nolake", "SELECT 1"], 1, "lake not found"),
+        (["query", "{tmp}/nolake", "SELECT 1"], 2, "is not a videolake lake"),
+        (["query", "{tmp}", "SELECT 1"], 2, "is not a videolake lake"),
+        (["report", "{tmp}", "--out", "{tmp}/report"], 2, "is not a videolake lake"),
+        (["render", "{tmp}", "--video", "v", "--out", "{tmp}/x.mp4"], 2, "is not a videolake lake"),
+        (["compact", "{tmp}"], 2, "is not a videolake lake"),
+        (["migrate", "{tmp}"], 2, "is not a videolake lake"),
         (["query", "{tmp}", "SELECT 1", "--format", "xml"], 2, "--format must be"),
     ],
 )
@@ -59,6 +78,7 @@ def test_bad_arguments_exit_non_zero_with_one_line_and_no_traceback(samples_dir,
     (tmp_path / "file").write_text("x")
     result = vl(*[a.format(tmp=tmp_path, samples=samples_dir) for a in args], env=cli_env, timeout=180)
     assert result.returncode == code, (result.stdout, result.stderr)
+    assert not (tmp_path / "_videolake.json").exists() and not (tmp_path / "nolake").exists()  # only `run` makes a lake
     lines = result.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
@@ -71,7 +91,7 @@ def test_samples_and_models_commands(tmp_path):
     models = vl("models")
     assert models.returncode == 0, models.stderr
     assert "classes: Normal, Fall" in models.stdout
-    assert "classes: standing, walking, running, falling, lying" in models.stdout
+    assert "classes: standing, walking, running, sitting, lying, falling" in models.stdout
     assert re.search(r"sha256: [0-9a-f]{64}", models.stdout)
 
 
@@ -89,9 +109,10 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_rows_of_a_clean_run(samples
     proc = subprocess.Popen([videolake_bin(), "run", *map(str, args), "--out", str(lake)], env=cli_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while len(list(lake.glob("ledger/*/*/*.parquet"))) < 3 and time.time() < deadline and proc.poll() is None:
+    staged = "_staging/ledger/*/*/*.parquet"
+    while len(list(lake.glob(staged))) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    committed = len(list(lake.glob("ledger/*/*/*.parquet")))
+    committed = len(list(lake.glob(staged)))
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, mid-run
     proc.wait()
     assert 3 <= committed < 8, "the kill should land after some shards and before the end"
@@ -153,7 +174,7 @@ def test_credentials_in_urls_are_refused_and_never_printed_stored_or_sent_to_pre
          "--timezone must be an IANA time zone"),
         (["serve", "{samples}", "--out", "{tmp}/lake", "--interval", "0"], 2, "--interval must be > 0 seconds"),
         (["query", "{tmp}/corrupt", "SELECT count(*) FROM detections"], 1,
-         "cannot read the lake {tmp}/corrupt: No magic bytes found at end of file"),
+         "cannot read the lake {tmp}/corrupt: table detections: Could not open Parquet input source 'config_hash=h/"),
         (["query", "{tmp}/corrupt"], 1, "cannot read the lake {tmp}/corrupt"),
     ],
 )

@@ -116,7 +116,8 @@ def test_train_on_labels_evaluate_and_run_with_the_new_model_under_its_own_confi
      "inverted time range (t_end_s <= t_start_s): 3"),
     (["train-actions", "{tmp}/missing.csv", "--lake", "{lake}", "-o", "{tmp}/m.safetensors"], 2, "labels file not found"),
     (["render", "{lake}", "--video", "nope", "-o", "{tmp}/x.mp4"], 2, "is not in the lake"),
-    (["report", "{tmp}/nolake", "-o", "{tmp}/r"], 1, "lake not found"),
+    (["report", "{tmp}/nolake", "-o", "{tmp}/r"], 2, "is not a videolake lake"),
+    (["train-actions", "{tmp}/labels.csv", "--lake", "{tmp}", "-o", "{tmp}/m.safetensors"], 2, "is not a videolake lake"),
 ])
 def test_bad_arguments_exit_non_zero_with_one_line(synthetic, tmp_path, cli_env, args, code, message):
     from videolake.pipeline.models import default_actions_path

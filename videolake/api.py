@@ -40,7 +40,6 @@ def analyze(
     in about a second; otherwise it starts a temporary Prefect server (unless ``PREFECT_API_URL``
     names one) and a local Ray (unless ``ray_address``/``RAY_ADDRESS`` names a cluster).
     """
-    from videolake.pipeline.ledger import read_lake_state
     from videolake.pipeline.plan import plan_run
     from videolake.pipeline.runs import triage, write_run_record
 
@@ -53,7 +52,7 @@ def analyze(
     cfg = base.merged(options)
     started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
     plan = plan_run(sources, lake, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
-    work = triage(plan.sources, read_lake_state(plan.lake, plan.config_hash, plan.sources), retry_failed)
+    work = triage(plan.sources, plan.lake.state(plan.config_hash, plan.sources), retry_failed)
     if work.todo:
         from videolake.flows.analyze import run_analysis
 

@@ -1,4 +1,4 @@
-"""``videolake``: run, serve, query, compact, samples, models, train-actions (render, report, eval-actions)."""
+"""``videolake``: run, serve, query, compact, migrate, samples, models, train-actions (render, report, eval-actions)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,43 @@ from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
 app = typer.Typer(
     name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts are plain: with markup on, Rich swallows every "[default: ...]"
-    help="Batch video analytics: people, tracks and actions from videos into a Parquet lake you query with SQL.",
+    help="Batch video analytics: people, tracks and actions from videos into a lake of Delta tables you query with SQL.",
 )
 T = TypeVar("T")
 _debug = False
+
+
+def entry(prog_name: str = "videolake") -> None:
+    """The console script: ``app``, then an exit that skips native libraries' teardown.
+
+    Python's exit handlers run (Ray's shutdown, a temporary Prefect server's stop, log
+    flushing); what is skipped is the C++ static destruction after them, where pyarrow's and
+    delta-rs' thread pools can abort a process that already finished its work (``terminate
+    called without an active exception``, exit 134, about one compaction in a hundred here;
+    apache/arrow#34314, delta-io/delta-rs#2184).
+    """
+    import atexit
+
+    code: int | str | None = 0
+    try:
+        app(prog_name=prog_name)
+    except SystemExit as exc:
+        code = exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except BaseException:  # noqa: BLE001 - printed as Python would, then the same exit
+        traceback.print_exc()
+        code = 1
+    finally:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
 
 
 @app.callback()
@@ -94,6 +127,8 @@ def run(
     runtime: Optional[str] = typer.Option(None, help="Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx [default: auto]."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
+    camera_pattern: Optional[str] = typer.Option(None, "--camera-pattern", help="Regular expression on each video's path whose group 'camera' (or first group) is its camera_id [default: the parent folder's name]."),
+    time_pattern: Optional[str] = typer.Option(None, "--time-pattern", help="strptime format of a start time in file names, for recorded_at when the container has no creation_time [default: %Y%m%d_%H%M%S]."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse quarantined videos (failed before on the same content) again."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
@@ -111,7 +146,8 @@ def run(
                           detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz,
                           clip_seconds=clip_seconds, conf=conf, tracker=tracker, device=device, workers=workers,
                           ray_address=ray_address, batch=batch, gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds,
-                          runtime=runtime, pose=pose, pose_imgsz=pose_imgsz)
+                          runtime=runtime, pose=pose, pose_imgsz=pose_imgsz, camera_pattern=camera_pattern,
+                          time_pattern=time_pattern)
         typer.echo("\n".join(summary.lines()))
 
     _guard(go)
@@ -193,16 +229,43 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
 @app.command()
 def compact(
     lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
+    retention_hours: float = typer.Option(168.0, "--retention-hours", help="Delete files that no table version of the last this many hours reads [default: 168, Delta's own]."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
 ) -> None:
-    """Merge small Parquet files of finished videos into large ones; query results do not change."""
+    """Merge the tables' small files (Delta optimize), delete unread old files (vacuum), checkpoint the logs."""
 
     def go() -> None:
         from videolake.pipeline.compact import compact as run_compaction
+        from videolake.pipeline.lake import Lake
 
         _use_storage_options(storage_options)
-        report = run_compaction(lake)
-        typer.echo(f"compacted {report.files_before} files into {report.files_after} ({report.rows} rows rewritten)")
+        if retention_hours < 0:
+            raise ConfigError(f"--retention-hours must be >= 0, got {retention_hours}")
+        typer.echo(run_compaction(Lake.open(lake), retention_hours).line())
+
+    _guard(go)
+
+
+@app.command()
+def migrate(
+    lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
+    storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
+) -> None:
+    """Upgrade a lake written by an older videolake to Delta tables; nothing is lost (`run` does it too)."""
+
+    def go() -> None:
+        from videolake.pipeline.lake import LAYOUT_VERSION, Lake
+        from videolake.pipeline.migrate import migrate as run_migration
+
+        _use_storage_options(storage_options)
+        opened = Lake(lake)
+        layout = opened.layout()
+        if layout == LAYOUT_VERSION:
+            typer.echo(f"{opened.url} is up to date (layout {LAYOUT_VERSION})")
+            return
+        if layout != 1:
+            Lake.open(lake)  # the one-line "not a lake" error
+        typer.echo(f"upgraded {opened.url} to layout {LAYOUT_VERSION}: {run_migration(opened).line()}")
 
     _guard(go)
 

@@ -239,7 +239,7 @@ class WorkerPool:
         except GetTimeoutError:
             ray.kill(actor, no_restart=False)  # stops the runaway call; Ray restarts the actor
             back_to_idle = False
-            raise ShardTimeout(f"shard {job.shard.index} of {job.info.uri} ran past the {timeout_s:.0f} s limit") from None
+            raise ShardTimeout(f"shard {job.shard.index} of {job.info.uri} ran past the {timeout_s:g} s limit") from None
         except (RayActorError, ActorUnavailableError, WorkerCrashedError) as exc:
             back_to_idle = False  # Ray restarts it (elsewhere if its node is gone); it rejoins once ready
             raise WorkerLost(f"worker died while analysing {job.info.uri}: {type(exc).__name__}") from None
