@@ -114,13 +114,14 @@ def analyze_video(path: str, config: RunConfig, analyzer: VideoAnalyzer | None =
     from videolake.pipeline.decode import probe
     from videolake.pipeline.models import resolve_actions, resolve_detector
     from videolake.pipeline.shards import plan_shards
-    from videolake.pipeline.sources import video_id_for
+    from videolake.pipeline.sources import discover
 
     if analyzer is None:
         analyzer = load_analyzer(config, resolve_detector(config.detector).path, resolve_actions(config.actions).path)
     info = probe(str(path), max_pixels=config.max_pixels, max_duration_s=config.max_duration_s)
     (shard,) = plan_shards(info, 0, config.clip_seconds)
-    job = ShardJob(video_id_for(str(path)), "memory", info, shard, "", "in-memory", "in-memory")
+    (source,) = discover([path])  # the video_id and content key a lake would give it
+    job = ShardJob(source.video_id, source.content_key, info, shard, "", "in-memory", "in-memory")
     sinks: dict[str, MemorySink] = {}
     result = analyzer.analyze(job, sinks=lambda table: sinks.setdefault(table, MemorySink(table)))
     if result.status != "ok":

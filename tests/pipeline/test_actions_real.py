@@ -37,7 +37,7 @@ def _analyse(analyzer: VideoAnalyzer, path: Path, lake: Path) -> tuple[dict, lis
     """(result, clip rows, detection rows) of the whole video as one shard."""
     info = probe(str(path))
     (shard,) = plan_shards(info, 0, analyzer.config.clip_seconds)
-    job = ShardJob(video_id_for(str(path)), "c", info, shard, str(lake), "run", "cfg")
+    job = ShardJob(video_id_for(str(path), "c"), "c", info, shard, str(lake), "run", "cfg")
     result = analyzer.analyze(job)
     assert result.status == "ok", result.error
     return result, pq.read_table(job.path("clips")).to_pylist(), pq.read_table(job.path("detections")).to_pylist()
