@@ -102,7 +102,8 @@ def score(model_classes: Sequence[str], truth: Sequence[str], written: Sequence[
     for t, w in zip(truth, written):
         said.setdefault(t, Counter())[w] += 1
     columns = [*labelled, UNKNOWN, NO_ACTION]
-    confusion = np.array([[said.get(t, Counter())[w] for w in columns] for t in labelled], dtype=np.int64).reshape(len(labelled), -1)
+    confusion = np.array([[said.get(t, Counter())[w] for w in columns] for t in labelled], dtype=np.int64).reshape(
+        len(labelled), len(columns))
     absent: Counter = sum((Counter({w: n for w, n in said[t].items() if w not in columns}) for t in labelled), Counter())
     support = {t: sum(said[t].values()) for t in labelled}
     n = sum(support.values())

@@ -43,7 +43,7 @@ def test_flow_analyses_good_videos_records_bad_ones_and_shows_each_video_in_pref
     assert n_clips == sum(summary.clips_by_action.values()) > 0
     runs = run_sql(lake, "SELECT * FROM runs").to_pylist()
     assert len(runs) == 1 and runs[0]["videos_failed"] == 3 and runs[0]["config_hash"] == summary.config_hash
-    assert runs[0]["action_classes"] == ["standing", "walking", "running", "falling", "lying"]
+    assert runs[0]["action_classes"] == ["standing", "walking", "running", "sitting", "lying", "falling"]
 
     # Prefect's API saw the run: one analyze-video task run per probed video, failed ones as Failed.
     with get_client(sync_client=True) as client:
