@@ -21,7 +21,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
 PIPELINE_VERSION = 1
 
 # Settings that change what lands in the lake (they go into config_hash). The others
-# (device, workers, ray_address, batch, runtime, limits) only change where, how fast and what is
+# (device, workers, max_workers, ray_address, batch, runtime, limits) only change where, how fast and what is
 # refused. The detector's runtime (ONNX Runtime or PyTorch, fp16 on CUDA) moves boxes by fractions
 # of a pixel, as device and batch do, so it is not part of the hash; tests/pipeline/test_detect.py
 # checks that the runtimes agree.
@@ -41,6 +41,7 @@ class RunConfig:
     tracker: str = "bytetrack"
     device: str = "auto"
     workers: int | None = None
+    max_workers: int | None = None  # autoscaling: actors the backlog may ask for (the cluster adds nodes)
     ray_address: str | None = None
     batch: int | None = None  # None: 8 on the CPU, 32 on CUDA (see ``batch_for``)
     runtime: str = "auto"  # detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch, onnx
@@ -60,6 +61,7 @@ class RunConfig:
         _check(self.tracker in TRACKERS, f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
         _check(_valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _check(self.max_workers is None or self.max_workers >= 1, f"max_workers must be >= 1, got {self.max_workers}")
         _check(self.batch is None or self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _check(self.runtime in RUNTIMES, f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         _check(self.gpus_per_worker is None or 0 < self.gpus_per_worker <= 8,

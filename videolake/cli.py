@@ -81,6 +81,7 @@ def run(
     tracker: Optional[str] = typer.Option(None, help="bytetrack or botsort [default: bytetrack]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
     workers: Optional[int] = typer.Option(None, help="Ray actors [default: what the cores or GPUs support]."),
+    max_workers: Optional[int] = typer.Option(None, "--max-workers", help="Autoscaling: ask the cluster for up to this many actors as the backlog needs [default: what it holds now]."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster [default: RAY_ADDRESS or a local Ray]."),
     batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8 on CPU, 32 on CUDA]."),
     runtime: Optional[str] = typer.Option(None, help="Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx [default: auto]."),
@@ -101,7 +102,7 @@ def run(
         base = load_config_file(config) if config else RunConfig()
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
-            conf=conf, tracker=tracker, device=device, workers=workers, ray_address=ray_address, batch=batch,
+            conf=conf, tracker=tracker, device=device, workers=workers, max_workers=max_workers, ray_address=ray_address, batch=batch,
             gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime,
         ))
         from videolake.pipeline.ledger import read_lake_state

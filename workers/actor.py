@@ -6,16 +6,38 @@ start Prefect servers of their own.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
+from dataclasses import dataclass
 
 import ray
 
 from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
 from videolake.pipeline.config import RunConfig
+from videolake.pipeline.decode import VideoInfo, probe
 from videolake.pipeline.detect import Detector
+from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.shards import Shard
+from videolake.pipeline.stitch import VideoOutcome, finalize_video
 
-__all__ = ["VideoWorker", "ProgressCounter"]
+__all__ = ["VideoWorker", "ProgressCounter", "VideoToFinalize"]
+
+
+@dataclass(frozen=True)
+class VideoToFinalize:
+    """A video whose shards all came back: what a worker needs to stitch it and write its rows."""
+
+    lake: str
+    config_hash: str
+    run_id: str
+    video_id: str
+    content_key: str
+    info: VideoInfo
+    shards: list[Shard]
+    failures: dict[int, tuple[str, str]]  # shard index → (error kind, message), for shards that did not commit
+    wall_s: float
+    shard_rows: list[dict]  # its rows of the ``shards`` table
 
 
 @ray.remote(num_cpus=0)
@@ -34,25 +56,19 @@ class ProgressCounter:
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class VideoWorker:
-    """Holds a detector and an action model; ``process`` analyses one shard at a time.
+    """Holds a detector and an action model; ``process`` analyses one shard at a time, ``probe``
+    and ``finalize`` do a video's reading before and its writing after.
 
     A worker process that dies (a crash in a decoder, the OOM killer) is restarted by Ray
-    with the same constructor; the call in flight fails and Prefect retries that video.
+    with the same constructor; the call in flight fails and the flow sends it again.
     """
 
     def __init__(self, config: dict, detector_path: str, actions_path: str, num_threads: int,
                  progress_name: str | None = None, storage_env: dict[str, str] | None = None) -> None:
-        import torch  # here, not at the top: the driver imports this module and never needs torch
-
-        from videolake.pipeline.actions import ActionModel
-
         # Bucket endpoint and credentials from the driver, as an argument: never in a runtime env or a log.
         os.environ.update(storage_env or {})
-        torch.set_num_threads(max(1, num_threads))
         self.config = RunConfig.from_mapping(config)
-        detector = Detector(detector_path, imgsz=self.config.imgsz, conf=self.config.conf, device=self.config.device,
-                            runtime=self.config.runtime, threads=max(1, num_threads))
-        self.analyzer = VideoAnalyzer(self.config, detector, ActionModel.load(actions_path))
+        self.analyzer = _analyzer(self.config, detector_path, actions_path, max(1, num_threads))
         # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
         self.progress = ray.get_actor(progress_name) if progress_name else None
         context = ray.get_runtime_context()
@@ -72,5 +88,33 @@ class VideoWorker:
         result.worker, result.node_id, result.node_ip, result.gpu_ids = self.name, self.node_id, self.node_ip, self.gpu_ids
         return result
 
+    def probe(self, uri: str, max_pixels: int, max_duration_s: float) -> VideoInfo:
+        """A video's metadata and keyframe index (it reads every packet: done here, not in the driver)."""
+        return probe(uri, max_pixels=max_pixels, max_duration_s=max_duration_s)
+
+    def finalize(self, video: VideoToFinalize) -> VideoOutcome:
+        """The video's ``shards`` rows, then its track map and ``videos`` row."""
+        write_table(table_path(video.lake, "shards", run_id=video.run_id, video_id=video.video_id), "shards",
+                    video.shard_rows)
+        return finalize_video(video.lake, video.config_hash, video.run_id, video.video_id, video.content_key,
+                              video.info, video.shards, video.failures, video.wall_s)
+
     def pid(self) -> int:
         return os.getpid()
+
+
+def _analyzer(config: RunConfig, detector_path: str, actions_path: str, num_threads: int) -> VideoAnalyzer:
+    """The worker's models, loaded once. ``VIDEOLAKE_ANALYZER=module:Class`` (benchmarks of the
+    orchestration only, e.g. ``bench/scale.py``'s model-free analyzer) builds ``Class(config)`` instead."""
+    name = os.environ.get("VIDEOLAKE_ANALYZER")
+    if name:
+        module, _, cls = name.partition(":")
+        return getattr(importlib.import_module(module), cls)(config)
+    import torch  # here, not at the top: the driver imports this module and never needs torch
+
+    from videolake.pipeline.actions import ActionModel
+
+    torch.set_num_threads(num_threads)
+    detector = Detector(detector_path, imgsz=config.imgsz, conf=config.conf, device=config.device,
+                        runtime=config.runtime, threads=num_threads)
+    return VideoAnalyzer(config, detector, ActionModel.load(actions_path))
