@@ -353,7 +353,7 @@ class WorkerPool:
         next_note = time.monotonic() + _WAITING_NOTE_S[0]
         while not self._stop.is_set():
             try:
-                kind, actor, call, done = self._events.get(timeout=_TICK_S)
+                kind, actor, call, done = self._events.get(timeout=self._until_next_deadline())
             except queue.Empty:
                 kind = "tick"
             if kind == "done":
@@ -400,6 +400,11 @@ class WorkerPool:
             call.future.set_result(done.result())
         else:
             call.future.set_exception(exc)
+
+    def _until_next_deadline(self) -> float:
+        with self._lock:
+            deadlines = [a.call.deadline for a in self._actors if a.call and a.call.deadline and not a.call.timed_out]
+        return max(0.0, min([_TICK_S, *(d - time.monotonic() for d in deadlines)]))
 
     def _stop_overdue(self, now: float) -> None:
         with self._lock:

@@ -49,3 +49,17 @@ def test_plan_refuses_what_the_cluster_cannot_run():
         plan_workers(RunConfig(device="cuda"), _nodes((2, 0)))
     with pytest.raises(ConfigError, match="no node with a CPU"):
         plan_workers(RunConfig(device="cpu"), _nodes((0, 0)))
+
+
+@pytest.mark.parametrize("config, nodes, expected", [
+    # a head with no CPUs (the autoscaler adds workers): one 1-CPU actor waits for their nodes
+    (RunConfig(), _nodes((0, 0)), WorkerPlan(1, 1.0, 0.0, 1, "cpu")),
+    (RunConfig(workers=3), _nodes((0, 0)), WorkerPlan(3, 1.0, 0.0, 1, "cpu")),
+    # CUDA on a cluster whose GPU nodes are not up yet: one actor of one GPU waits for them
+    (RunConfig(device="cuda"), _nodes((0, 0), (2, 0)), WorkerPlan(1, 1.0, 1.0, 2, "cuda")),
+    (RunConfig(device="cuda", gpus_per_worker=0.5), _nodes((0, 0)), WorkerPlan(1, 1.0, 0.5, 2, "cuda")),
+    # nodes that are up already: as without an autoscaler
+    (RunConfig(), _nodes((0, 0), (1, 0), (1, 0)), WorkerPlan(2, 1.0, 0.0, 1, "cpu")),
+])
+def test_on_an_autoscaling_cluster_a_cluster_without_room_is_waited_for(config, nodes, expected):
+    assert plan_workers(config, nodes, autoscaling=True) == expected
