@@ -47,7 +47,7 @@ _THREADS_PER_CPU_WORKER = 4  # CPU actors of up to 4 threads: one actor per 4 co
 _CALLS_IN_FLIGHT_PER_WORKER = 2  # what the flow keeps submitted: one running on each actor, one waiting here
 _GROW_CHECK_S = 10.0
 _TICK_S = 1.0  # time limits and cluster growth are checked this often
-_WAITING_NOTE_S = (15.0, 60.0)  # say why no worker is ready after 15 s, then every 60 s
+_WAITING_NOTE_S = 60.0  # while no worker is ready, say why this often
 _HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node this resource
 _LOST = (RayActorError, ActorUnavailableError, WorkerCrashedError)
 
@@ -204,7 +204,9 @@ class WorkerPool:
 
     ``prestart`` starts a pool ahead of the flow that will use it (its actors load their models
     meanwhile); the flow's ``claim`` with the same settings takes it over, or starts a new one.
-    ``notify`` receives the lines a person waiting on the run wants: why no worker is ready yet.
+    While no actor is ready the pool says why, on its logger (stderr where nothing else is set up)
+    and to ``notify`` if given (the flow's run logger): at once when no node can hold an actor
+    (the autoscaler must add one), then every minute.
     """
 
     _prestarted: dict[tuple, WorkerPool] = {}
@@ -212,7 +214,7 @@ class WorkerPool:
     def __init__(self, config: RunConfig, detector: ModelInfo, actions: ModelInfo,
                  notify: Callable[[str], None] | None = None) -> None:
         self.config = config
-        self.notify = notify or log.warning
+        self.notify = notify
         self.autoscaling = joined_cluster(config)
         self.plan = plan_workers(config, cluster_nodes(), self.autoscaling)
         self._settings = {**config.to_dict(), "device": self.plan.device}
@@ -235,6 +237,9 @@ class WorkerPool:
         with self._lock:
             self._resize()
         self._request_resources()
+        if not any(_fits(self.plan, node) for node in cluster_nodes()):
+            self._say(f"no node of the Ray cluster can hold a worker now (each needs {_needs(self.plan)}): "
+                      + ("waiting for the autoscaler to add nodes" if self.autoscaling else "waiting for nodes to join"))
         self._thread = threading.Thread(target=self._run, name="videolake-pool", daemon=True)
         self._thread.start()
 
@@ -255,7 +260,7 @@ class WorkerPool:
         pool = cls._prestarted.pop(cls._key(config, detector, actions), None)
         if pool is None or not ray.is_initialized():
             return cls(config, detector, actions, notify)
-        pool.notify = notify or pool.notify
+        pool.notify = notify
         return pool
 
     @classmethod
@@ -350,7 +355,7 @@ class WorkerPool:
 
     def _run(self) -> None:
         next_grow = time.monotonic() + _GROW_CHECK_S
-        next_note = time.monotonic() + _WAITING_NOTE_S[0]
+        next_note = time.monotonic() + _WAITING_NOTE_S
         while not self._stop.is_set():
             try:
                 kind, actor, call, done = self._events.get(timeout=self._until_next_deadline())
@@ -368,7 +373,7 @@ class WorkerPool:
                 with contextlib.suppress(Exception):  # a cluster that cannot answer now is asked again later
                     self._grow()
             if now >= next_note:
-                next_note = now + _WAITING_NOTE_S[1]
+                next_note = now + _WAITING_NOTE_S
                 self._note_waiting()
 
     def _dispatch(self) -> None:
@@ -437,8 +442,8 @@ class WorkerPool:
                 return  # released meanwhile
             if exc is None:
                 actor.described = done.result()
-                if len(self._ready()) == 1 and time.monotonic() - actor.started_at > _WAITING_NOTE_S[0]:
-                    self.notify(f"a worker is ready on node {actor.described['node_id'][:8]}; the run goes on")
+                if len(self._ready()) == 1 and time.monotonic() - actor.started_at > _WAITING_NOTE_S / 4:
+                    self._say(f"a worker is ready on node {actor.described['node_id'][:8]}; the run goes on")
                 self._dispatch()
             elif (fatal := _cause(exc)) is not None:
                 self._fatal = fatal
@@ -509,8 +514,20 @@ class WorkerPool:
                 return
             waiting = len(self._actors)
         nodes = cluster_nodes()
-        cpus, gpus = sum(n.cpus for n in nodes), sum(n.gpus for n in nodes)
-        bundle = ", ".join(f"{v:g} {k}" for k, v in _bundle(self.plan).items())
-        self.notify(f"waiting for Ray to place workers: 0 of {waiting} ready, each needs {bundle}; the cluster has "
-                    f"{len(nodes)} node(s) with {cpus:g} CPU and {gpus:g} GPU"
-                    + (" (the autoscaler adds nodes for them)" if self.autoscaling else ""))
+        self._say(f"still waiting for Ray to place workers: 0 of {waiting} ready, each needs {_needs(self.plan)}; "
+                  f"the cluster has {len(nodes)} node(s) with {sum(n.cpus for n in nodes):g} CPU and "
+                  f"{sum(n.gpus for n in nodes):g} GPU")
+
+    def _say(self, line: str) -> None:
+        log.warning(line)
+        if self.notify is not None:
+            self.notify(line)
+
+
+def _fits(plan: WorkerPlan, node: NodeResources) -> bool:
+    """Whether ``node`` has room for one actor of ``plan``, counting all its resources."""
+    return node.cpus >= plan.num_cpus and node.gpus >= plan.num_gpus
+
+
+def _needs(plan: WorkerPlan) -> str:
+    return " and ".join(f"{v:g} {k}" for k, v in _bundle(plan).items())
