@@ -46,7 +46,7 @@ def test_a_one_off_run_records_its_flow_in_a_temporary_server_and_an_empty_rerun
     # The server recorded the flow run, finished, and its progress artifact at 100 %.
     assert db.execute("SELECT id, state_type FROM flow_run").fetchall() == [(run_id, "COMPLETED")]
     artifacts = db.execute("SELECT key, type, data, flow_run_id FROM artifact").fetchall()
-    assert artifacts == [("videolake-progress", "progress", "100.0", run_id)], artifacts
+    assert artifacts == [("videolake-progress", "progress", 100, run_id)], artifacts
     assert _servers_of(home) == []  # stopped with the run
 
     again = vl("run", samples_dir / "carphone_pristine.mp4", "--out", lake, *FAST_FLAGS, env=env)
