@@ -10,8 +10,8 @@
 
 Per-video problems (``SourceError``, ``DecodeError``) never stop a run: the video is
 recorded with ``status='failed'`` and the message. The others stop the run with a
-one-line error. A ``StorageError`` in a shard fails that shard's attempt, which Prefect
-retries; it never quarantines the video.
+one-line error. A ``StorageError`` in a shard fails that shard's attempt, which the flow
+sends again; it never quarantines the video.
 """
 
 from __future__ import annotations
