@@ -131,12 +131,17 @@ class ApiCounter:
         httpx.Client.send, httpx.AsyncClient.send, EventsClient.emit = count_sync, count_async, count_emit
 
 
-class CpuSampler:
-    """CPU seconds used by the Prefect server's processes and by Ray's (GCS, raylet, workers: the
-    driver's other descendants), sampled every 0.5 s so processes that exit still count."""
+class Sampler:
+    """Every 0.5 s: the driver's CPU seconds and RSS, and the CPU seconds of the Prefect server's
+    processes and of Ray's (GCS, raylet, workers: the driver's other descendants), so processes
+    that exit still count and the run's phases can be told apart afterwards."""
 
     def __init__(self, server_pid: int) -> None:
+        import psutil
+
         self.server_pid = server_pid
+        self.me = psutil.Process()
+        self.driver: list[tuple[float, float, int]] = []  # (wall clock s, CPU s, RSS bytes)
         self._last: dict[tuple[str, int], float] = {}
         self._stop = threading.Event()
         self._sample()
@@ -147,7 +152,8 @@ class CpuSampler:
     def _sample(self) -> None:
         import psutil
 
-        for p in psutil.Process().children(recursive=True):
+        self.driver.append((time.time(), time.process_time(), self.me.memory_info().rss))
+        for p in self.me.children(recursive=True):
             try:
                 group = "prefect" if p.pid == self.server_pid or self.server_pid in [a.pid for a in p.parents()] else "ray"
                 t = p.cpu_times()
@@ -168,6 +174,11 @@ class CpuSampler:
         self._thread.join()
         self._sample()
         return {g: v - self._start[g] for g, v in self.totals().items()}
+
+    def driver_until(self, t_wall: float) -> tuple[float, int]:
+        """The driver's CPU seconds used and its peak RSS from the start up to wall clock ``t_wall``."""
+        upto = [d for d in self.driver if d[0] <= t_wall] or self.driver[:1]
+        return upto[-1][1] - self.driver[0][1], max(d[2] for d in upto)
 
 
 def _db_bytes(home: Path) -> int:
@@ -227,40 +238,49 @@ def run(work: Path, videos: int, shards_per_video: int, workers: int) -> dict:
 
 def measure(work: Path, videos: int, shards_per_video: int, workers: int, server_pid: int, home: Path) -> dict:
     from videolake.flows.analyze import analyze
+    from videolake.pipeline.query import run_sql
 
     counter = ApiCounter()
     db_before = _db_bytes(home)
-    cpu = CpuSampler(server_pid)
-    cpu_before = time.process_time()
+    sampler = Sampler(server_pid)
+    cpu_before, started = time.process_time(), time.time()
     t0 = time.perf_counter()
     config = {"shard_seconds": SHARD_SECONDS, "clip_seconds": SHARD_SECONDS, "analysis_fps": 1, "workers": workers}
     summary = analyze(sources=[str(work / "videos")], lake=str(work / "lake"), config=config, show_progress=True)
     wall_s = time.perf_counter() - t0
     driver_cpu_s = time.process_time() - cpu_before
     time.sleep(5)  # the server writes the run's last events
-    used = cpu.stop()
-    server_cpu_s, ray_cpu_s = used["prefect"], used["ray"]
-    requests, events = counter.requests, counter.events
+    used = sampler.stop()
     shards = summary.shards_processed
     assert summary.videos_ok == videos and shards == videos * shards_per_video, summary.lines()
+    # The fan-out ends with the last video's row; the rest of the flow is compaction and the run's row.
+    fanout_end = run_sql(work / "lake", "SELECT epoch(max(finished_at)) AS t FROM videos").to_pylist()[0]["t"]
+    fanout_cpu_s, fanout_rss = sampler.driver_until(fanout_end)
     load = os.getloadavg()
     figures = {
         "videos": videos, "shards": shards, "workers": workers, "wall_s": round(wall_s, 1),
         "shards_per_s": round(shards / wall_s, 1),
         "driver_cpu_ms_per_shard": round(1000 * driver_cpu_s / shards, 2),
-        "driver_capacity_shards_per_s": round(shards / driver_cpu_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "prefect_requests_per_shard": round(requests / shards, 3),
-        "prefect_events_per_shard": round(events / shards, 3),
+        "fanout_s": round(fanout_end - started, 1),
+        "fanout_shards_per_s": round(shards / (fanout_end - started), 1),
+        "fanout_driver_cpu_ms_per_shard": round(1000 * fanout_cpu_s / shards, 2),
+        "fanout_driver_capacity_shards_per_s": round(shards / fanout_cpu_s, 1),
+        "fanout_peak_rss_mb": round(fanout_rss / 2**20, 1),
+        "prefect_requests_per_shard": round(counter.requests / shards, 3),
+        "prefect_events_per_shard": round(counter.events / shards, 3),
         "prefect_db_bytes_per_shard": round((_db_bytes(home) - db_before) / shards, 1),
-        "prefect_server_cpu_ms_per_shard": round(1000 * server_cpu_s / shards, 2),
-        "ray_cpu_ms_per_shard": round(1000 * ray_cpu_s / shards, 2),
+        "prefect_server_cpu_ms_per_shard": round(1000 * used["prefect"] / shards, 2),
+        "ray_cpu_ms_per_shard": round(1000 * used["ray"] / shards, 2),
         "load_average": [round(x, 2) for x in load],
     }
     print(f"{shards} shards of {videos} videos in {wall_s:.1f} s: {figures['shards_per_s']} shards/s end to end "
           f"({workers} stub workers; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
-    print(f"driver: {figures['driver_cpu_ms_per_shard']} CPU ms/shard (capacity "
-          f"{figures['driver_capacity_shards_per_s']} shards per CPU-second), peak RSS {figures['peak_rss_mb']} MB")
+    print(f"driver: {figures['driver_cpu_ms_per_shard']} CPU ms/shard, peak RSS {figures['peak_rss_mb']} MB")
+    print(f"fan-out (listing to the last video's row, before compaction): {figures['fanout_s']} s, "
+          f"{figures['fanout_shards_per_s']} shards/s; driver {figures['fanout_driver_cpu_ms_per_shard']} CPU ms/shard "
+          f"(capacity {figures['fanout_driver_capacity_shards_per_s']} shards per CPU-second), "
+          f"peak RSS {figures['fanout_peak_rss_mb']} MB")
     print(f"Prefect: {figures['prefect_requests_per_shard']} API requests, {figures['prefect_events_per_shard']} events, "
           f"{figures['prefect_db_bytes_per_shard']} database bytes and {figures['prefect_server_cpu_ms_per_shard']} "
           f"server CPU ms per shard")

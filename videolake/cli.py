@@ -86,6 +86,7 @@ def run(
     batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8 on CPU, 32 on CUDA]."),
     runtime: Optional[str] = typer.Option(None, help="Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx [default: auto]."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
+    decoders: Optional[int] = typer.Option(None, help="Shards one actor runs at once, each decoding in its own thread [default: 4 on CUDA, 1 on CPU]."),
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse quarantined videos (failed before on the same content) again."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
@@ -103,7 +104,7 @@ def run(
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
             conf=conf, tracker=tracker, device=device, workers=workers, max_workers=max_workers, ray_address=ray_address, batch=batch,
-            gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds, runtime=runtime,
+            gpus_per_worker=gpus_per_worker, decoders=decoders, shard_seconds=shard_seconds, runtime=runtime,
         ))
         from videolake.pipeline.ledger import read_lake_state
         from videolake.pipeline.plan import plan_run

@@ -15,11 +15,12 @@ import ray
 
 from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
 from videolake.pipeline.config import RunConfig
-from videolake.pipeline.decode import VideoInfo, probe
+from videolake.pipeline.decode import VideoInfo, probe, use_hardware_decoding
 from videolake.pipeline.detect import Detector
 from videolake.pipeline.lake import table_path, write_table
 from videolake.pipeline.shards import Shard
 from videolake.pipeline.stitch import VideoOutcome, finalize_video
+from videolake.workers.detectors import DetectorPool
 
 __all__ = ["VideoWorker", "ProgressCounter", "VideoToFinalize"]
 
@@ -56,8 +57,10 @@ class ProgressCounter:
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class VideoWorker:
-    """Holds a detector and an action model; ``process`` analyses one shard at a time, ``probe``
-    and ``finalize`` do a video's reading before and its writing after.
+    """Holds a detector and an action model; ``process`` analyses a shard, ``probe`` and
+    ``finalize`` do a video's reading before and its writing after. On CUDA the actor runs
+    ``decoders`` calls at once (Ray's ``max_concurrency``), each shard decoding in its own thread
+    with a detector of its own on the shared GPU (batches of ``batch``, 32, at fp16).
 
     A worker process that dies (a crash in a decoder, the OOM killer) is restarted by Ray
     with the same constructor; the call in flight fails and the flow sends it again.
@@ -115,6 +118,10 @@ def _analyzer(config: RunConfig, detector_path: str, actions_path: str, num_thre
     from videolake.pipeline.actions import ActionModel
 
     torch.set_num_threads(num_threads)
-    detector = Detector(detector_path, imgsz=config.imgsz, conf=config.conf, device=config.device,
-                        runtime=config.runtime, threads=num_threads)
+    detectors = [Detector(detector_path, imgsz=config.imgsz, conf=config.conf, device=config.device,
+                          runtime=config.runtime, threads=num_threads)
+                 for _ in range(config.decoders_for(config.device))]
+    if detectors[0].device.startswith("cuda"):
+        use_hardware_decoding("cuda")  # NVDEC where the node's FFmpeg and GPU have it, else software
+    detector = detectors[0] if len(detectors) == 1 else DetectorPool(detectors)  # one per shard run at once
     return VideoAnalyzer(config, detector, ActionModel.load(actions_path))

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 _LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
 _THREADS_PER_CPU_WORKER = 4  # CPU actors of up to 4 threads: one actor per 4 cores of a node
-_CALLS_IN_FLIGHT_PER_WORKER = 2  # what the flow keeps submitted: one running on each actor, one waiting here
+_CALLS_WAITING_PER_WORKER = 1  # what the flow keeps submitted: a call per slot of each actor, and one waiting here
 _GROW_CHECK_S = 10.0
 _TICK_S = 1.0  # time limits and cluster growth are checked this often
 _WAITING_NOTE_S = 60.0  # while no worker is ready, say why this often
@@ -78,6 +78,7 @@ class WorkerPlan:
     num_gpus: float
     threads: int
     device: str
+    slots: int = 1  # calls one actor runs at once: shards decoding side by side (``RunConfig.decoders_for``)
 
 
 @contextlib.contextmanager
@@ -131,11 +132,13 @@ def plan_workers(config: RunConfig, nodes: Sequence[NodeResources], autoscaling:
     if not cpus:
         if not (config.workers or autoscaling):
             raise ConfigError("the Ray cluster has no node with a CPU; give --workers to wait for the autoscaler")
-        return WorkerPlan(config.workers or 1, num_cpus=1.0, num_gpus=0.0, threads=1, device="cpu")
+        return WorkerPlan(config.workers or 1, num_cpus=1.0, num_gpus=0.0, threads=1, device="cpu",
+                          slots=config.decoders_for("cpu"))
     per_node = [max(1, int(c // _THREADS_PER_CPU_WORKER)) for c in cpus]
     workers = config.workers or sum(per_node)
     share = min(sum(cpus) / workers, min(c / n for c, n in zip(cpus, per_node)))
-    return WorkerPlan(workers, num_cpus=share, num_gpus=0.0, threads=max(1, int(share)), device="cpu")
+    return WorkerPlan(workers, num_cpus=share, num_gpus=0.0, threads=max(1, int(share)), device="cpu",
+                      slots=config.decoders_for("cpu"))
 
 
 def _plan_gpu(config: RunConfig, nodes: Sequence[NodeResources], device: str, autoscaling: bool) -> WorkerPlan:
@@ -153,13 +156,16 @@ def _plan_gpu(config: RunConfig, nodes: Sequence[NodeResources], device: str, au
                           "(give --workers to wait for the autoscaler's GPU nodes)")
     cpu_shares = [n.cpus / count for n, count in gpu_nodes if count and n.cpus > 0]
     num_cpus = min([1.0, *cpu_shares])
-    return WorkerPlan(workers, num_cpus=num_cpus, num_gpus=share, threads=2, device=device)
+    return WorkerPlan(workers, num_cpus=num_cpus, num_gpus=share, threads=2, device=device,
+                      slots=config.decoders_for(device))
 
 
 def actor_resources(plan: WorkerPlan) -> dict:
-    """Ray options of each actor: its CPU and GPU share, spread over the nodes. An actor with a GPU
-    share is only ever placed on a node with a GPU; fractions pack actors onto one GPU."""
-    return {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "scheduling_strategy": "SPREAD"}
+    """Ray options of each actor: its CPU and GPU share, spread over the nodes, and the calls it runs
+    at once. An actor with a GPU share is only ever placed on a node with a GPU; fractions pack
+    actors onto one GPU."""
+    return {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "scheduling_strategy": "SPREAD",
+            "max_concurrency": plan.slots}
 
 
 def _bundle(plan: WorkerPlan) -> dict[str, float]:
@@ -193,8 +199,9 @@ class _Call:
 @dataclass(eq=False)
 class _Actor:
     handle: Any
+    slots: int  # calls it runs at once
     described: dict | None = None  # its describe() answer once ready
-    call: _Call | None = None  # what it runs now
+    calls: list[_Call] = field(default_factory=list)  # what it runs now
     ask_at: float | None = None  # when to ask a restarting actor again who it is
     started_at: float = field(default_factory=time.monotonic)
 
@@ -281,7 +288,7 @@ class WorkerPool:
     def max_in_flight(self) -> int:
         """Calls the flow may have submitted at once: a fixed number per actor, plus room for probes."""
         with self._lock:
-            return _CALLS_IN_FLIGHT_PER_WORKER * len(self._actors) + 2
+            return sum(a.slots + _CALLS_WAITING_PER_WORKER for a in self._actors) + 2
 
     def submit_shard(self, job: ShardJob, timeout_s: float | None = None) -> Future[ShardResult]:
         """Analyse one shard; the future fails with ``WorkerLost``, ``ShardTimeout`` or the worker's error."""
@@ -378,10 +385,12 @@ class WorkerPool:
 
     def _dispatch(self) -> None:
         """Hand waiting calls to free ready actors (under the lock)."""
-        free = [a for a in self._ready() if a.call is None]
+        free = [a for a in self._ready() for _ in range(a.slots - len(a.calls))]  # one entry per free slot
+        free.sort(key=lambda a: len(a.calls))  # the emptiest actors first, so calls spread over them
         while self._pending and free:
-            actor, call = free.pop(), self._pending.popleft()
-            actor.call, call.actor = call, actor
+            actor, call = free.pop(0), self._pending.popleft()
+            actor.calls.append(call)
+            call.actor = actor
             if call.timeout_s is not None:
                 call.deadline = time.monotonic() + call.timeout_s
             done = getattr(actor.handle, call.method).remote(*call.args).future()
@@ -391,8 +400,8 @@ class WorkerPool:
         """A call came back: its future gets the result or the error; its actor takes the next call."""
         exc = done.exception()
         with self._lock:
-            if actor.call is call:
-                actor.call = None
+            if call in actor.calls:
+                actor.calls.remove(call)
             if exc is not None and call.timed_out:
                 exc = ShardTimeout(f"{call.what} ran past the {call.timeout_s:.0f} s limit")
             elif isinstance(exc, _LOST):
@@ -408,15 +417,16 @@ class WorkerPool:
 
     def _until_next_deadline(self) -> float:
         with self._lock:
-            deadlines = [a.call.deadline for a in self._actors if a.call and a.call.deadline and not a.call.timed_out]
+            deadlines = [c.deadline for a in self._actors for c in a.calls if c.deadline and not c.timed_out]
         return max(0.0, min([_TICK_S, *(d - time.monotonic() for d in deadlines)]))
 
     def _stop_overdue(self, now: float) -> None:
         with self._lock:
-            overdue = [a for a in self._actors
-                       if a.call and a.call.deadline and now > a.call.deadline and not a.call.timed_out]
+            late = [c for a in self._actors for c in a.calls if c.deadline and now > c.deadline and not c.timed_out]
+            for call in late:
+                call.timed_out = True  # its actor's other calls fail as lost workers, and are sent again
+            overdue = list({id(c.actor): c.actor for c in late}.values())
             for actor in overdue:
-                actor.call.timed_out = True
                 actor.described = None  # takes no call until Ray restarted it
         for actor in overdue:
             ray.kill(actor.handle, no_restart=False)  # stops the runaway call; Ray restarts the actor
@@ -464,13 +474,13 @@ class WorkerPool:
         for _ in range(count):
             handle = VideoWorker.options(**actor_resources(plan)).remote(
                 self._settings, *self._models, plan.threads, self._progress_name, storage_env=forwarded_env())
-            actor = _Actor(handle)
+            actor = _Actor(handle, plan.slots)
             self._actors.append(actor)
             self._describe(actor)
 
     def _release(self, count: int) -> None:
         """Stop up to ``count`` actors that run nothing, those still waiting for a node first (under the lock)."""
-        idle = sorted((a for a in self._actors if a.call is None), key=lambda a: a.described is not None)
+        idle = sorted((a for a in self._actors if not a.calls), key=lambda a: a.described is not None)
         for actor in idle[:count]:
             self._actors.remove(actor)
             with contextlib.suppress(Exception):

@@ -114,3 +114,23 @@ def test_memory_stays_bounded_frames_stream_one_at_a_time(samples_dir):
     gc.collect()
     alive = sum(r() is not None for r in refs)
     assert len(refs) == 250 and alive <= 1
+
+
+def test_hardware_decoding_where_the_device_cannot_open_falls_back_to_the_same_frames(samples_dir):
+    """On CUDA nodes frames decode on NVDEC; where no device opens (here: no GPU), the same frames in software."""
+    import torch
+    from av.codec.hwaccel import hwdevices_available
+
+    from videolake.pipeline.decode import use_hardware_decoding
+
+    path = samples_dir / "bikes.mp4"
+    software = [(f.frame_index, f.t_s, f.image) for f in iter_frames(path, 4.0, start_s=2.0)]
+    try:
+        assert use_hardware_decoding("no-such-device") is False
+        assert use_hardware_decoding("cuda") is ("cuda" in hwdevices_available())  # then tried at each open
+        hardware = [(f.frame_index, f.t_s, f.image) for f in iter_frames(path, 4.0, start_s=2.0)]
+    finally:
+        use_hardware_decoding(None)
+    assert [h[:2] for h in hardware] == [s[:2] for s in software] and len(software) > 10
+    if not torch.cuda.is_available():  # software both times: identical pixels (NVDEC may round differently)
+        assert all(np.array_equal(h[2], s[2]) for h, s in zip(hardware, software))

@@ -124,6 +124,35 @@ def test_a_video_s_probe_shards_and_finalize_run_on_the_workers_and_the_pool_fol
         pool.shutdown()
 
 
+def test_an_actor_running_shards_side_by_side_writes_what_it_writes_one_at_a_time(ray_local, samples_dir, tmp_path):
+    """``decoders=2``: two shards at once in one actor, each with its own decoder thread and detector."""
+    from videolake.pipeline.query import run_sql
+    from videolake.pipeline.shards import plan_shards
+    from videolake.workers.pool import WorkerPool
+
+    pool = WorkerPool(RunConfig(**FAST, workers=1, decoders=2), resolve_detector(), resolve_actions())
+    try:
+        assert pool.plan.slots == 2 and pool.max_in_flight == 2 + 1 + 2
+        jobs = {}
+        for name in ("bikes.mp4", "carphone_pristine.mp4"):
+            path = samples_dir / name
+            info = probe(path)
+            jobs[name] = [(shard, info) for shard in plan_shards(info, 4.0, 2.0)]
+        side_by_side = [pool.submit_shard(ShardJob(video_id_for(n), "ck", info, shard, str(tmp_path / "a"), "r", "h"))
+                        for n, shards in jobs.items() for shard, info in shards]
+        assert all(f.result(timeout=300).status == "ok" for f in side_by_side)
+        for n, shards in jobs.items():
+            for shard, info in shards:
+                job = ShardJob(video_id_for(n), "ck", info, shard, str(tmp_path / "b"), "r", "h")
+                assert pool.submit_shard(job).result(timeout=300).status == "ok"
+    finally:
+        pool.shutdown()
+    q = ("SELECT video_id, shard_index, frame_index, track_id, class_id, round(x1, 2) AS x1, round(y1, 2) AS y1, "
+         "round(x2, 2) AS x2, round(y2, 2) AS y2 FROM all_detections ORDER BY ALL")
+    a, b = run_sql(tmp_path / "a", q).to_pylist(), run_sql(tmp_path / "b", q).to_pylist()
+    assert a == b and len(a) > 20
+
+
 @pytest.mark.needs_cuda
 def test_gpu_actors_share_a_gpu_half_each_and_record_it(ray_local, samples_dir, tmp_path):
     import ray
