@@ -147,6 +147,7 @@ class _FanOut:
         self.waiting: deque[VideoSource] = deque(todo)  # not probed yet
         self.ready: deque[tuple[_Video, ShardJob, int]] = deque()  # shards to send, with their attempt number
         self.in_flight: dict[Future, Callable[[Future], None]] = {}
+        self.probed = 0  # videos whose shards are known
 
     def run(self) -> None:
         self._top_up()
@@ -164,7 +165,11 @@ class _FanOut:
                 self._analyse(*self.ready.popleft())
             else:
                 self._probe(_Video(self.waiting.popleft()), attempt=1)
-        self.pool.scale_to(len(self.waiting) + len(self.ready) + len(self.in_flight))
+        # Actors for the work left (a video not probed yet counts as many shards as the probed ones so
+        # far); idle actors go only once every video is probed, so none is let go and asked for again.
+        per_video = self.summary.shards_total / max(1, self.probed)
+        self.pool.scale_to(round(len(self.waiting) * max(1.0, per_video)) + len(self.ready) + len(self.in_flight),
+                           release=not self.waiting)
 
     def _probe(self, video: _Video, attempt: int) -> None:
         future = self.pool.submit_probe(video.source.uri, self.cfg.max_pixels, self.cfg.max_duration_s)
@@ -184,6 +189,7 @@ class _FanOut:
             self._finalize(video, attempt=1)
             return
         info = video.info = future.result()
+        self.probed += 1
         video.shards = plan_shards(info, self.cfg.shard_seconds, self.cfg.clip_seconds)
         self.summary.shards_total += len(video.shards)
         to_run = []

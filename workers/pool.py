@@ -238,6 +238,7 @@ class WorkerPool:
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._backlog: int | None = None  # calls of work left, once the flow says
+        self._releasing = True  # whether actors beyond the backlog may go
         self._target = 0  # actors wanted now
         self._requested = 0  # actors' worth of resources asked of the autoscaler
         self.most_workers = 0
@@ -302,11 +303,11 @@ class WorkerPool:
         """Stitch a finished video's tracks and write its rows, on a worker."""
         return self._submit("finalize", (video,), None, f"finalizing {video.info.uri}")
 
-    def scale_to(self, backlog: int) -> None:
-        """The work left is ``backlog`` calls: ask for actors up to ``--max-workers`` (or ``--workers``, or
-        what the cluster holds), and let idle ones go beyond what the backlog needs."""
+    def scale_to(self, backlog: int, release: bool = True) -> None:
+        """The work left is about ``backlog`` calls: ask for actors up to ``--max-workers`` (or
+        ``--workers``, or what the cluster holds); with ``release``, let idle ones go beyond that."""
         with self._lock:
-            self._backlog = backlog
+            self._backlog, self._releasing = backlog, release
             self._resize()
         self._request_resources()
 
@@ -499,11 +500,12 @@ class WorkerPool:
     def _resize(self) -> None:
         """Start or stop actors to reach the target (under the lock)."""
         limit = self.config.workers or self.config.max_workers or self.plan.workers
-        self._target = max(1, min(limit, limit if self._backlog is None else self._backlog))
+        wanted = min(limit, self.plan.workers) if self._backlog is None else self._backlog  # unknown: what fits now
+        self._target = max(1, min(limit, wanted))
         missing = self._target - len(self._actors)
         if missing > 0:
             self._add_actors(missing, self.plan)
-        elif missing < 0:
+        elif missing < 0 and self._releasing:
             self._release(-missing)
         self.most_workers = max(self.most_workers, len(self._actors))
 
