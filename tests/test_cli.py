@@ -96,9 +96,13 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_rows_of_a_clean_run(samples
     proc.wait()
     assert 3 <= committed < 8, "the kill should land after some shards and before the end"
 
-    resumed = vl("run", *args, "--out", lake, env=cli_env)
+    resumed = vl("run", *[a for a in args if a != "--quiet"], "--out", lake, env=cli_env)  # with its progress
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"shards: \d+ processed, 0 failed, [1-9]\d* already done, 8 in all", resumed.stdout), resumed.stdout
+    # Its progress counted only the shards left: their frames, not the whole videos' (the clean run's).
+    done, total = map(int, re.findall(r"videos 2/2  frames (\d+)/(\d+)", resumed.stderr)[-1])
+    clean_frames = int(re.search(r"frames analysed: (\d+)", clean.stdout).group(1))
+    assert 0 < done < clean_frames and abs(total - done) <= 0.1 * clean_frames, (done, total, clean_frames)
 
     def table(lake_dir, sql):
         out = vl("query", lake_dir, sql, "--format", "json", env=cli_env)

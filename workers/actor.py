@@ -96,9 +96,11 @@ class VideoWorker:
         return probe(uri, max_pixels=max_pixels, max_duration_s=max_duration_s)
 
     def finalize(self, video: VideoToFinalize) -> VideoOutcome:
-        """The video's ``shards`` rows, then its track map and ``videos`` row."""
-        write_table(table_path(video.lake, "shards", run_id=video.run_id, video_id=video.video_id), "shards",
-                    video.shard_rows)
+        """The video's ``shards`` rows (none for a video that could not be probed), then its track map
+        and ``videos`` row."""
+        if video.shard_rows:
+            write_table(table_path(video.lake, "shards", run_id=video.run_id, video_id=video.video_id), "shards",
+                        video.shard_rows)
         return finalize_video(video.lake, video.config_hash, video.run_id, video.video_id, video.content_key,
                               video.info, video.shards, video.failures, video.wall_s)
 
