@@ -1,8 +1,9 @@
 """Starting or joining Ray, sizing the actor pool from the cluster and the backlog, handing calls to ready actors.
 
-``plan_workers`` (a pure function) says what each actor reserves and how many the alive nodes
+``plan_workers`` (``workers/plan.py``) says what each actor reserves and how many the alive nodes
 hold. ``WorkerPool.submit_*`` returns a ``concurrent.futures.Future`` at once; the call waits in
-the pool until an actor is ready and free, then runs there (one call per actor at a time). One
+the pool until an actor is ready and has a free slot (one call at a time on the CPU, ``--decoders``
+on CUDA), then runs there. One
 thread per pool turns Ray's completions into those futures: it admits actors once their models
 loaded, takes back actors that Ray restarts (a crash, a lost node), stops calls past their time
 limit, and follows the backlog: ``scale_to`` asks for actors up to ``--max-workers`` (the
@@ -23,7 +24,7 @@ import uuid
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError, WorkerCrashedError
@@ -31,11 +32,12 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError, W
 from videolake.pipeline.analyze import ShardJob, ShardResult
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
-from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
+from videolake.pipeline.errors import ModelError, VideolakeError
 from videolake.pipeline.models import ModelInfo
 from videolake.pipeline.stitch import VideoOutcome
 from videolake.pipeline.storage import forwarded_env
-from videolake.workers.actor import ProgressCounter, VideoWorker, VideoToFinalize
+from videolake.workers.actor import ProgressCounter, VideoToFinalize, VideoWorker
+from videolake.workers.plan import NodeResources, WorkerPlan, actor_resources, bundle, fits, needs, plan_workers
 
 __all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan",
            "NodeResources", "cluster_nodes", "actor_resources", "joined_cluster"]
@@ -43,7 +45,6 @@ __all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_work
 log = logging.getLogger(__name__)
 
 _LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
-_THREADS_PER_CPU_WORKER = 4  # CPU actors of up to 4 threads: one actor per 4 cores of a node
 _CALLS_WAITING_PER_WORKER = 1  # what the flow keeps submitted: a call per slot of each actor, and one waiting here
 _GROW_CHECK_S = 10.0
 _TICK_S = 1.0  # time limits and cluster growth are checked this often
@@ -58,27 +59,6 @@ class WorkerLost(VideolakeError):
 
 class ShardTimeout(VideolakeError):
     """A shard ran past its time limit; its actor was restarted to stop it."""
-
-
-@dataclass(frozen=True)
-class NodeResources:
-    """What one alive Ray node offers."""
-
-    node_id: str
-    cpus: float
-    gpus: float
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """How many actors, and what each one reserves."""
-
-    workers: int
-    num_cpus: float
-    num_gpus: float
-    threads: int
-    device: str
-    slots: int = 1  # calls one actor runs at once: shards decoding side by side (``RunConfig.decoders_for``)
 
 
 @contextlib.contextmanager
@@ -112,67 +92,6 @@ def cluster_nodes() -> list[NodeResources]:
             for n in ray.nodes() if n.get("Alive")]
 
 
-def plan_workers(config: RunConfig, nodes: Sequence[NodeResources], autoscaling: bool = False) -> WorkerPlan:
-    """How many actors, with which resources, from the config and the nodes' resources.
-
-    CPU: one actor per 4 cores of each node (at least one per node with a CPU); each reserves
-    a share of CPUs that fits on every node, so actors spread over the nodes. ``--workers``
-    overrides the count (fractions of a CPU allowed). CUDA: one actor per GPU by default;
-    ``gpus_per_worker`` below 1 puts several actors on a GPU (0.5: two, 0.25: four). An actor
-    reserving a GPU is only placed on a node that has one. With ``autoscaling`` (a joined
-    cluster), a cluster with no room yet (a head with no CPUs or GPUs) is normal: the plan is
-    one actor of one CPU (or one GPU share), which waits for the autoscaler's nodes; otherwise
-    it is an error. An explicit ``--workers`` always plans that many, placed or waiting.
-    """
-    total_gpus = sum(n.gpus for n in nodes)
-    device = config.device if config.device != "auto" else ("cuda" if total_gpus >= 1 else "cpu")
-    if device.startswith("cuda"):
-        return _plan_gpu(config, nodes, device, autoscaling)
-    cpus = [n.cpus for n in nodes if n.cpus >= 1]
-    if not cpus:
-        if not (config.workers or autoscaling):
-            raise ConfigError("the Ray cluster has no node with a CPU; give --workers to wait for the autoscaler")
-        return WorkerPlan(config.workers or 1, num_cpus=1.0, num_gpus=0.0, threads=1, device="cpu",
-                          slots=config.decoders_for("cpu"))
-    per_node = [max(1, int(c // _THREADS_PER_CPU_WORKER)) for c in cpus]
-    workers = config.workers or sum(per_node)
-    share = min(sum(cpus) / workers, min(c / n for c, n in zip(cpus, per_node)))
-    return WorkerPlan(workers, num_cpus=share, num_gpus=0.0, threads=max(1, int(share)), device="cpu",
-                      slots=config.decoders_for("cpu"))
-
-
-def _plan_gpu(config: RunConfig, nodes: Sequence[NodeResources], device: str, autoscaling: bool) -> WorkerPlan:
-    total_gpus = sum(n.gpus for n in nodes)
-    if config.gpus_per_worker:
-        share = config.gpus_per_worker
-    elif config.workers and total_gpus:
-        share = min(1.0, total_gpus / config.workers)
-    else:
-        share = 1.0
-    gpu_nodes = [(n, int(n.gpus / share + 1e-9)) for n in nodes if n.gpus > 0]
-    workers = config.workers or sum(count for _, count in gpu_nodes) or (1 if autoscaling else 0)
-    if workers == 0:
-        raise ConfigError(f"device {config.device} needs a GPU, but the Ray cluster has none "
-                          "(give --workers to wait for the autoscaler's GPU nodes)")
-    cpu_shares = [n.cpus / count for n, count in gpu_nodes if count and n.cpus > 0]
-    num_cpus = min([1.0, *cpu_shares])
-    return WorkerPlan(workers, num_cpus=num_cpus, num_gpus=share, threads=2, device=device,
-                      slots=config.decoders_for(device))
-
-
-def actor_resources(plan: WorkerPlan) -> dict:
-    """Ray options of each actor: its CPU and GPU share, spread over the nodes, and the calls it runs
-    at once. An actor with a GPU share is only ever placed on a node with a GPU; fractions pack
-    actors onto one GPU."""
-    return {"num_cpus": plan.num_cpus, "num_gpus": plan.num_gpus, "scheduling_strategy": "SPREAD",
-            "max_concurrency": plan.slots}
-
-
-def _bundle(plan: WorkerPlan) -> dict[str, float]:
-    """One actor's resources as an autoscaler bundle."""
-    return {k: v for k, v in (("CPU", plan.num_cpus), ("GPU", plan.num_gpus)) if v > 0}
-
-
 def _cause(exc: BaseException) -> BaseException | None:
     """The ``VideolakeError`` behind a Ray error from an actor's constructor, if any."""
     if isinstance(exc, RayTaskError) and isinstance(exc.cause, VideolakeError):
@@ -191,7 +110,7 @@ class _Call:
     future: Future
     timeout_s: float | None = None
     what: str = ""
-    actor: Any = None  # the VideoWorker handle it runs on, once dispatched
+    actor: Any = None  # the _Actor it runs on, once dispatched
     deadline: float | None = None
     timed_out: bool = False
 
@@ -245,8 +164,8 @@ class WorkerPool:
         with self._lock:
             self._resize()
         self._request_resources()
-        if not any(_fits(self.plan, node) for node in cluster_nodes()):
-            self._say(f"no node of the Ray cluster can hold a worker now (each needs {_needs(self.plan)}): "
+        if not any(fits(self.plan, node) for node in cluster_nodes()):
+            self._say(f"no node of the Ray cluster can hold a worker now (each needs {needs(self.plan)}): "
                       + ("waiting for the autoscaler to add nodes" if self.autoscaling else "waiting for nodes to join"))
         self._thread = threading.Thread(target=self._run, name="videolake-pool", daemon=True)
         self._thread.start()
@@ -494,7 +413,7 @@ class WorkerPool:
         from ray.autoscaler.sdk import request_resources
 
         with contextlib.suppress(Exception):  # a hint: a cluster without an autoscaler ignores it
-            request_resources(bundles=[_bundle(self.plan)] * self._target)
+            request_resources(bundles=[bundle(self.plan)] * self._target)
             self._requested = self._target
 
     def _resize(self) -> None:
@@ -526,7 +445,7 @@ class WorkerPool:
                 return
             waiting = len(self._actors)
         nodes = cluster_nodes()
-        self._say(f"still waiting for Ray to place workers: 0 of {waiting} ready, each needs {_needs(self.plan)}; "
+        self._say(f"still waiting for Ray to place workers: 0 of {waiting} ready, each needs {needs(self.plan)}; "
                   f"the cluster has {len(nodes)} node(s) with {sum(n.cpus for n in nodes):g} CPU and "
                   f"{sum(n.gpus for n in nodes):g} GPU")
 
@@ -535,11 +454,3 @@ class WorkerPool:
         if self.notify is not None:
             self.notify(line)
 
-
-def _fits(plan: WorkerPlan, node: NodeResources) -> bool:
-    """Whether ``node`` has room for one actor of ``plan``, counting all its resources."""
-    return node.cpus >= plan.num_cpus and node.gpus >= plan.num_gpus
-
-
-def _needs(plan: WorkerPlan) -> str:
-    return " and ".join(f"{v:g} {k}" for k, v in _bundle(plan).items())
