@@ -4,7 +4,7 @@ import pytest
 
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.errors import ConfigError
-from videolake.workers.pool import NodeResources, WorkerPlan, plan_workers
+from videolake.workers.plan import NodeResources, WorkerPlan, plan_workers
 
 
 def _nodes(*spec: tuple[float, float]) -> list[NodeResources]:
