@@ -47,6 +47,8 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
         (["run", "{tmp}/missing", "--out", "{tmp}/lake"], 1, "source not found"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--imgsz", "100"], 2, "imgsz must be a multiple of 32"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--tracker", "sort"], 2, "tracker must be one of"),
+        (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--max-workers", "0"], 2, "max_workers must be >= 1"),
+        (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--decoders", "0"], 2, "decoders must be in [1, 64]"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/file/lake"], 1, "is not writable"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--detector", "{tmp}/nope.pt"], 1, "detector weights not found"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--actions", "{tmp}/file"], 1, "must be a .safetensors file"),
