@@ -158,8 +158,8 @@ def _startup_s(lake: Path, started_at: float) -> float | None:
     """Command start to the start of the first shard: its ledger commit time less its own wall time."""
     from videolake.pipeline.query import run_sql
 
-    first = run_sql(lake, "SELECT min(epoch_ms(l.committed_at) / 1000.0 - s.wall_s) AS t FROM ledger l JOIN shards s "
-                          "USING (video_id, shard_index) WHERE s.status = 'ok'").column("t")[0].as_py()
+    first = run_sql(lake, "SELECT min(epoch_ms(committed_at) / 1000.0 - wall_s) AS t FROM shards WHERE status = 'ok'"
+                    ).column("t")[0].as_py()
     return None if first is None else first - started_at
 
 

@@ -5,9 +5,10 @@ inside it is calls of the Ray actors (a probe per video, a call per shard, a fin
 each a future; ``_FanOut`` keeps a bounded window of them in flight and hands each finished one to a
 small handler. Per-shard state lives in the lake's ``shards`` table, per-video state in ``videos``:
 a Prefect task run per shard cost more than the shard itself at scale (see bench/SCALE.md). A call
-whose worker died (or whose bucket failed for now) is sent again, up to 3 attempts; a video that
-is bad fails with the reason and is not retried. Work already committed in the lake's ledger is
-never redone, so a rerun after a crash (or a scheduled rerun) processes only what is missing.
+whose worker died (or whose bucket failed for now) is sent again, up to 3 attempts; a probe or
+shard past its time limit is tried once more, then quarantined; a video that is bad fails with the
+reason and is not retried. Work already committed in the lake's ledger is never redone, so a rerun
+after a crash (or a scheduled rerun) processes only what is missing.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from videolake.pipeline.analyze import ShardJob, ShardResult, error_kind
 from videolake.pipeline.compact import compact, small_file_count
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
-from videolake.pipeline.errors import ConfigError, DecodeError, ModelError, SourceError
-from videolake.pipeline.ledger import LakeState, read_lake_state
+from videolake.pipeline.errors import ConfigError, DecodeError, ModelError, SourceError, TimedOut
+from videolake.pipeline.lake import Lake
+from videolake.pipeline.ledger import LakeState
 from videolake.pipeline.plan import RunPlan, plan_run
 from videolake.pipeline.runs import RunSummary, triage, write_run_record
+from videolake.pipeline.scratch import sweep_leftovers
 from videolake.pipeline.shards import Shard, plan_shards
 from videolake.pipeline.sources import VideoSource
 from videolake.pipeline.stitch import VideoOutcome
+from videolake.pipeline.storage import redact, redact_logs
 
 __all__ = ["analyze", "run_analysis", "RunSummary"]
 
@@ -43,6 +47,8 @@ __all__ = ["analyze", "run_analysis", "RunSummary"]
 _COMPACT_AT_SMALL_FILES = 64
 # A call whose worker died, or whose bucket failed for now, runs at most this often.
 _ATTEMPTS = 3
+# A probe or shard past its time limit runs at most this often; then the video is quarantined.
+_TIMEOUT_ATTEMPTS = 2
 
 
 @flow(name="analyze")
@@ -54,12 +60,14 @@ def analyze(
 
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    redact_logs("prefect.flow_runs")  # a failed run is logged with its traceback
     logger = get_run_logger()
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
     lake = plan.lake
+    sweep_leftovers(lake.url)  # what killed runs left: half-written files, Ray session folders, server logs
     run_id = str(flow_run.id or uuid.uuid4())
-    state = read_lake_state(lake, plan.config_hash, plan.sources)
+    state = lake.state(plan.config_hash, plan.sources)
     work = triage(plan.sources, state, retry_failed)
     todo = work.todo
     summary = RunSummary.start(run_id, plan, work)
@@ -79,7 +87,7 @@ def analyze(
                 pool.shutdown()
     if todo and small_file_count(lake) >= _COMPACT_AT_SMALL_FILES:
         report = compact(lake)
-        logger.info("compacted %d small files into %d", report.files_before, report.files_after)
+        logger.info(report.line())
     summary.wall_s = time.perf_counter() - t0
     write_run_record(plan, summary, started_at)
     for line in summary.lines():
@@ -100,7 +108,7 @@ def run_analysis(plan: RunPlan, sources: list[str], show_progress: bool = True, 
         WorkerPool.prestart(cfg, plan.detector, plan.actions)
         try:
             wait_for_api()
-            return analyze(sources=sources, lake=plan.lake, config=cfg.to_dict(), show_progress=show_progress,
+            return analyze(sources=sources, lake=plan.lake.url, config=cfg.to_dict(), show_progress=show_progress,
                            retry_failed=retry_failed)
         finally:
             WorkerPool.discard_prestarted()
@@ -125,10 +133,20 @@ def _fatal(exc: BaseException) -> bool:
 
 
 def _worth_another_try(exc: BaseException, attempt: int) -> bool:
-    """A lost worker, a bucket or lake failing for now, an unexpected error: not a video's own fault."""
-    from videolake.workers.pool import ShardTimeout
+    """A lost worker, a bucket or lake failing for now, an unexpected error: not a video's own fault.
+    A time limit reached may be a busy node: tried once more."""
+    if isinstance(exc, TimedOut):
+        return attempt < _TIMEOUT_ATTEMPTS
+    return attempt < _ATTEMPTS and not isinstance(exc, (SourceError, DecodeError))
 
-    return attempt < _ATTEMPTS and not isinstance(exc, (SourceError, DecodeError, ShardTimeout))
+
+def _failure(exc: BaseException, attempts: int, kind: str) -> tuple[str, str]:
+    """(error kind, redacted message) of a call that failed for good; ``kind`` when no other is known."""
+    if isinstance(exc, (SourceError, DecodeError)):
+        return error_kind(exc), redact(str(exc))
+    if isinstance(exc, TimedOut):
+        return "timeout", redact(f"{exc} ({attempts} attempts)")
+    return kind, redact(str(exc) or repr(exc))
 
 
 class _FanOut:
@@ -140,7 +158,7 @@ class _FanOut:
     the driver holds only the videos in flight.
     """
 
-    def __init__(self, todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: str,  # noqa: ANN001 - a WorkerPool
+    def __init__(self, todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: Lake,  # noqa: ANN001 - a WorkerPool
                  run_id: str, state: LakeState, summary: RunSummary, progress: RunProgress) -> None:
         self.pool, self.cfg, self.config_hash, self.lake, self.run_id = pool, cfg, config_hash, lake, run_id
         self.state, self.summary, self.progress = state, summary, progress
@@ -172,7 +190,8 @@ class _FanOut:
                            release=not self.waiting)
 
     def _probe(self, video: _Video, attempt: int) -> None:
-        future = self.pool.submit_probe(video.source.uri, self.cfg.max_pixels, self.cfg.max_duration_s)
+        future = self.pool.submit_probe(video.source.uri, self.cfg.max_pixels, self.cfg.max_duration_s,
+                                        timeout_s=self.cfg.probe_timeout_s)
         self.in_flight[future] = partial(self._probed, video, attempt)
 
     def _probed(self, video: _Video, attempt: int, future: Future) -> None:
@@ -183,9 +202,8 @@ class _FanOut:
             if _worth_another_try(exc, attempt):
                 self._probe(video, attempt + 1)
                 return
-            kind = error_kind(exc) if isinstance(exc, (SourceError, DecodeError)) else "internal"
             video.info = VideoInfo(video.source.uri, None, None, 0, 0, "unknown", None)
-            video.failures[0] = (kind, str(exc))
+            video.failures[0] = _failure(exc, attempt, "internal")
             self._finalize(video, attempt=1)
             return
         info = video.info = future.result()
@@ -199,8 +217,9 @@ class _FanOut:
                 video.records.append(_record(video, shard, "done_before", self.run_id))
             else:
                 to_run.append(shard)
-                self.ready.append((video, ShardJob(video.source.video_id, video.source.content_key, info, shard,
-                                                   self.lake, self.run_id, self.config_hash), 1))
+                self.ready.append((video, ShardJob(video.source.video_id, video.source.content_key,
+                                                   info.without_keyframes(), shard, self.lake.url, self.run_id,
+                                                   self.config_hash), 1))
         video.left = len(to_run)
         self.progress.expect(info, to_run)
         if not to_run:  # every shard committed by an earlier run: only the stitching is left
@@ -211,8 +230,6 @@ class _FanOut:
         self.in_flight[future] = partial(self._analysed, video, job, attempt)
 
     def _analysed(self, video: _Video, job: ShardJob, attempt: int, future: Future) -> None:
-        from videolake.workers.pool import ShardTimeout
-
         exc, shard = future.exception(), job.shard
         if exc is not None and _fatal(exc):
             raise exc
@@ -227,8 +244,8 @@ class _FanOut:
         else:
             if result is not None:
                 kind, message = result.error_kind or "internal", result.error or "failed"
-            else:
-                kind, message = ("timeout" if isinstance(exc, ShardTimeout) else "worker"), str(exc)
+            else:  # a worker lost on every attempt counts against the video, as a time limit reached twice
+                kind, message = _failure(exc, attempt, "worker")
             self.summary.shards_failed += 1
             video.failures[shard.index] = (kind, message)
             video.records.append(_record(video, shard, "failed", self.run_id, result, error=message, attempts=attempt))
@@ -239,10 +256,9 @@ class _FanOut:
     def _finalize(self, video: _Video, attempt: int) -> None:
         from videolake.workers.actor import VideoToFinalize
 
-        source = video.source
         future = self.pool.submit_finalize(VideoToFinalize(
-            self.lake, self.config_hash, self.run_id, source.video_id, source.content_key, video.info, video.shards,
-            video.failures, time.perf_counter() - video.started, video.records))
+            self.lake.url, self.config_hash, self.run_id, video.source, video.info, video.shards, video.failures,
+            time.perf_counter() - video.started, video.records, self.cfg.time_pattern))
         self.in_flight[future] = partial(self._finalized, video, attempt)
 
     def _finalized(self, video: _Video, attempt: int, future: Future) -> None:

@@ -6,7 +6,9 @@ for the server's process, 12-20 s on 2 cores before anything else happens. ``vid
 instead starts ``prefect server start`` (the same API and database under ``PREFECT_HOME``;
 no UI, scheduler or late-run marking: nothing here needs them) as a child process as soon as it
 knows there is work, so the server comes up on one core while Ray and the workers' models start
-on the other; it is stopped when the run ends.
+on the other; it is stopped when the run ends. It listens on 127.0.0.1 only, logs into the private
+scratch folder (a killed run's log is swept at the next start) and prunes runs older than 30 days
+from its database (``PREFECT_RETENTION_ENV``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
 from videolake.pipeline.errors import VideolakeError
+from videolake.pipeline.scratch import scratch_dir, sweep_leftovers
 
-__all__ = ["prefect_api_in_background", "wait_until_healthy", "free_port", "stop_process_group", "PrefectServerError"]
+__all__ = ["prefect_api_in_background", "wait_until_healthy", "free_port", "stop_process_group", "PrefectServerError",
+           "PREFECT_RETENTION_ENV"]
 
 _HOST = "127.0.0.1"
+# Prefect's own database vacuum (it runs when a server starts, then hourly): flow runs, their task runs
+# and logs older than 30 days go. Defaults: a PREFECT_SERVER_SERVICES_DB_VACUUM_* already set wins.
+PREFECT_RETENTION_ENV = {"PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+                         "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(30 * 24 * 3600)}
 _START_TIMEOUT_S = 120.0  # a first start creates and migrates the database
 _STOP_TIMEOUT_S = 10.0
 
@@ -50,16 +58,18 @@ def prefect_api_in_background() -> Iterator[Callable[[], None]]:
         return
     port = free_port()
     url = f"http://{_HOST}:{port}/api"
-    log = tempfile.NamedTemporaryFile(prefix="videolake-prefect-server-", suffix=".log", delete=False)
+    sweep_leftovers()  # logs of servers whose runs were killed
+    log_path = scratch_dir() / f"prefect-server-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed when the server stops
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", _HOST, "--port", str(port),
          "--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=_parent_death_signal(),
+        preexec_fn=_parent_death_signal(), env={**PREFECT_RETENTION_ENV, **os.environ},
     )
     with contextlib.ExitStack() as stack:
         def wait() -> None:
-            wait_until_healthy(url, process, Path(log.name))
+            wait_until_healthy(url, process, log_path)
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
 
         try:
@@ -68,7 +78,7 @@ def prefect_api_in_background() -> Iterator[Callable[[], None]]:
             stack.close()
             stop_process_group(process)
             log.close()
-            Path(log.name).unlink(missing_ok=True)
+            log_path.unlink(missing_ok=True)
 
 
 def _parent_death_signal() -> Callable[[], None] | None:

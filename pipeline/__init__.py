@@ -14,7 +14,7 @@ __all__ = [
     "VideoInfo", "Frame", "PtsSampler", "probe", "iter_frames",
     "Detections", "Detector", "Tracker", "track_features", "ActionModel", "ACTIONS",
     "ClipAccumulator", "VideoAnalyzer", "ShardJob", "ShardResult", "Shard", "plan_shards", "VideoSource", "discover",
-    "run_sql", "connect", "SCHEMAS", "resolve_detector", "resolve_actions", "write_samples",
+    "run_sql", "connect", "Lake", "SCHEMAS", "resolve_detector", "resolve_actions", "write_samples",
 ]
 
 _WHERE = {
@@ -30,7 +30,7 @@ _WHERE = {
     **dict.fromkeys(["Shard", "plan_shards"], "shards"),
     **dict.fromkeys(["VideoSource", "discover"], "sources"),
     **dict.fromkeys(["run_sql", "connect"], "query"),
-    "SCHEMAS": "lake",
+    **dict.fromkeys(["Lake", "SCHEMAS"], "lake"),
     **dict.fromkeys(["resolve_detector", "resolve_actions"], "models"),
     "write_samples": "samples",
 }

@@ -25,10 +25,11 @@ from videolake.pipeline.clips import ClipAccumulator, ClipRow
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
 from videolake.pipeline.detect import Detections, Detector
-from videolake.pipeline.errors import DecodeError, LakeError, SourceError, StorageError, VideolakeError
+from videolake.pipeline.errors import DecodeError, LakeError, SourceError, StorageError, TimedOut, VideolakeError
 from videolake.pipeline.features import is_fall_class, person_class_ids
 from videolake.pipeline.lake import ParquetSink, table_path, write_table
 from videolake.pipeline.shards import SHARD_TRACK_STRIDE, Shard
+from videolake.pipeline.storage import redact
 from videolake.pipeline.track import Tracker
 
 if TYPE_CHECKING:  # torch loads only where a model runs (the Ray actor), not in the driver
@@ -83,6 +84,8 @@ def error_kind(exc: BaseException) -> str:
         return "source"
     if isinstance(exc, DecodeError):
         return "decode"
+    if isinstance(exc, TimedOut):
+        return "timeout"
     return "internal"
 
 
@@ -101,13 +104,13 @@ class VideoAnalyzer:
         try:
             result = self._analyze(job, progress or (lambda n: None))
         except (LakeError, StorageError):
-            raise  # the lake is broken for every video, or the bucket failed for now: the task's retries decide
+            raise  # the lake is broken for every video, or the bucket failed for now: the flow sends the shard again
         except VideolakeError as exc:
-            result = ShardResult(job.video_id, job.shard.index, "failed", str(exc), error_kind(exc))
+            result = ShardResult(job.video_id, job.shard.index, "failed", redact(str(exc)), error_kind(exc))
         except Exception as exc:  # noqa: BLE001 - one broken video never sinks a run
             last = traceback.extract_tb(exc.__traceback__)[-1]
             where = f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
-            result = ShardResult(job.video_id, job.shard.index, "failed", f"{type(exc).__name__}: {exc}{where}", "internal")
+            result = ShardResult(job.video_id, job.shard.index, "failed", redact(f"{type(exc).__name__}: {exc}{where}"), "internal")
         result.wall_s = time.perf_counter() - started
         return result
 
@@ -125,7 +128,8 @@ class VideoAnalyzer:
         clip_counts: Counter[str] = Counter()
         n_detections = frames_owned = 0
         frames = iter_frames(info.uri, cfg.analysis_fps, stats, start_s=shard.decode_from_s, end_s=shard.t_end_s,
-                             first_frame_index=shard.decode_from_frame)
+                             first_frame_index=shard.decode_from_frame, max_pixels=cfg.max_pixels,
+                             max_duration_s=cfg.max_duration_s)
         with ParquetSink(job.path("detections"), "detections") as det_sink, \
                 ParquetSink(job.path("clips"), "clips") as clip_sink, \
                 ParquetSink(job.path("overlaps"), "overlaps") as overlap_sink:

@@ -52,6 +52,9 @@ class RunConfig:
     max_pixels: int = 8192 * 8192
     max_duration_s: float = 24 * 3600.0
     shard_timeout_s: float = 3600.0
+    probe_timeout_s: float = 600.0
+    camera_pattern: str | None = None  # regex on the source URI; None: the parent folder's name
+    time_pattern: str = "%Y%m%d_%H%M%S"  # strptime format found in file names for recorded_at; "" = off
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,7 +75,11 @@ class RunConfig:
         _check(self.max_pixels >= 64 * 64, f"max_pixels must be >= 4096, got {self.max_pixels}")
         _check(self.max_duration_s > 0, f"max_duration_s must be > 0, got {self.max_duration_s}")
         _check(self.shard_timeout_s > 0, f"shard_timeout_s must be > 0, got {self.shard_timeout_s}")
+        _check(self.probe_timeout_s > 0, f"probe_timeout_s must be > 0, got {self.probe_timeout_s}")
         _check(self.min_track_frames >= 1, f"min_track_frames must be >= 1, got {self.min_track_frames}")
+        _check(_valid_regex(self.camera_pattern), f"camera_pattern is not a valid regular expression: {self.camera_pattern!r}")
+        _check(not self.time_pattern or "%" in self.time_pattern,
+               f"time_pattern must be a strptime format such as %Y%m%d_%H%M%S, got {self.time_pattern!r}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
@@ -126,7 +133,10 @@ def load_config_file(path: str | os.PathLike[str]) -> RunConfig:
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {p} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of settings, got {type(data).__name__}")
     return RunConfig.from_mapping(data)
@@ -135,6 +145,15 @@ def load_config_file(path: str | os.PathLike[str]) -> RunConfig:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _valid_regex(pattern: str | None) -> bool:
+    import re
+
+    try:
+        return pattern is None or bool(re.compile(pattern).pattern)
+    except re.error:
+        return False
 
 
 def _valid_device(device: str) -> bool:

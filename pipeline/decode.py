@@ -2,11 +2,17 @@
 
 Frames stream through one at a time; nothing holds a whole video in memory. Only the
 frames the sampler keeps are converted to pixels.
+
+Limits hold while decoding, not only in the header: FFmpeg's own ``max_pixels`` refuses to
+allocate a frame over the limit (a stream may switch sizes mid-way), every decoded frame is
+checked before it is converted, and a stream is cut off once it has decoded past
+``max_duration_s`` (a stream may declare no duration, or a false one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -26,6 +32,10 @@ _MAX_CONSECUTIVE_ERRORS = 50
 # PyAV hardware device type frames are decoded on in this process (``use_hardware_decoding``), if any.
 _hw_device_type: str | None = None
 DEFAULT_MAX_PIXELS = 8192 * 8192
+# The probe keeps keyframes at least this far apart: enough to plan shards, bounded for all-intra video.
+KEYFRAME_SPACING_S = 1.0
+# FFmpeg's demuxer limits: streams per container, bytes and time read to find them.
+_CONTAINER_OPTIONS = {"max_streams": "32", "probesize": "5000000", "analyzeduration": "5000000"}
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,15 @@ class VideoInfo:
     height: int
     codec: str
     n_frames_estimate: int | None
-    # Keyframes from the packets (no decoding): their times, and how many frames precede each.
+    # Keyframes from the packets (no decoding), at least KEYFRAME_SPACING_S apart: their times, and
+    # how many frames precede each.
     keyframes_s: tuple[float, ...] = ()
     keyframe_frame_indices: tuple[int, ...] = ()
+    creation_time: str | None = None  # the container's (or stream's) creation_time tag, as written
+
+    def without_keyframes(self) -> VideoInfo:
+        """This info without the keyframe index: what a shard needs (its own keyframe is in its ``Shard``)."""
+        return dataclasses.replace(self, keyframes_s=(), keyframe_frame_indices=())
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,9 @@ def probe(
 ) -> VideoInfo:
     """Read container and stream metadata, and the keyframe index from the packets.
 
-    Raises ``SourceError`` or ``DecodeError`` (also for a video over the size or length limits).
+    A container that declares no duration gets one from its packets (the last timestamp, or the
+    packet count at the frame rate). Raises ``SourceError`` or ``DecodeError`` (also for a video
+    over the size or length limits).
     """
     uri = os.fspath(uri)
     with _open(uri) as container:
@@ -120,35 +138,52 @@ def probe(
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else None
         duration_s = _duration_s(container, stream)
-        if max_duration_s is not None and duration_s is not None and duration_s > max_duration_s:
-            raise DecodeError(f"{uri}: duration {duration_s:.0f} s exceeds the limit of {max_duration_s:.0f} s")
+        _check_duration(uri, duration_s, max_duration_s)
+        key_s, key_index, demuxed_s = _keyframe_index(container, stream, fps) if keyframes else ((), (), None)
+        if duration_s is None and demuxed_s:
+            duration_s = demuxed_s
+            _check_duration(uri, duration_s, max_duration_s)
         n_frames = stream.frames or (round(duration_s * fps) if duration_s and fps else None)
-        key_s, key_index = _keyframe_index(container, stream) if keyframes else ((), ())
         return VideoInfo(
             uri=uri, duration_s=duration_s, fps=fps, width=width, height=height,
             codec=ctx.name or "unknown", n_frames_estimate=n_frames or None,
             keyframes_s=key_s, keyframe_frame_indices=key_index,
+            creation_time=container.metadata.get("creation_time") or stream.metadata.get("creation_time"),
         )
 
 
-def _keyframe_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """Times of keyframes and the number of packets (frames) before each, by demuxing only."""
+def _check_duration(uri: str, duration_s: float | None, max_duration_s: float | None) -> None:
+    if max_duration_s is not None and duration_s is not None and duration_s > max_duration_s:
+        raise DecodeError(f"{uri}: duration {duration_s:.0f} s exceeds the limit of {max_duration_s:.0f} s")
+
+
+def _keyframe_index(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float | None,
+) -> tuple[tuple[float, ...], tuple[int, ...], float | None]:
+    """Keyframe times at least ``KEYFRAME_SPACING_S`` apart and the number of packets (frames) before
+    each, by demuxing only; and the stream's length from its packets (``None`` if they tell nothing)."""
     time_base = stream.time_base or Fraction(1, 90_000)
     start = stream.start_time or 0
     times: list[float] = []
     indices: list[int] = []
     count = 0
+    last_s: float | None = None
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
-            if packet.is_keyframe and packet.pts is not None:
-                times.append(max(0.0, float((packet.pts - start) * time_base)))
-                indices.append(count)
+            if packet.pts is not None:
+                t_s = max(0.0, float((packet.pts - start) * time_base))
+                last_s = t_s if last_s is None else max(last_s, t_s)
+                if packet.is_keyframe and (not times or t_s >= times[-1] + KEYFRAME_SPACING_S):
+                    times.append(t_s)
+                    indices.append(count)
             count += 1
     except (av.error.FFmpegError, OSError):
         pass  # a damaged tail: the index covers what precedes it
-    return tuple(times), tuple(indices)
+    frame_s = 1.0 / fps if fps else 0.0
+    length_s = last_s + frame_s if last_s is not None else (count * frame_s if count and fps else None)
+    return tuple(times), tuple(indices), length_s
 
 
 def iter_frames(
@@ -158,6 +193,8 @@ def iter_frames(
     start_s: float = 0.0,
     end_s: float = math.inf,
     first_frame_index: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_duration_s: float | None = None,
 ) -> Iterator[Frame]:
     """Yield frames sampled at ``analysis_fps`` (0 = every frame) with ``t_s`` from each frame's PTS.
 
@@ -165,7 +202,9 @@ def iter_frames(
     which should be a keyframe (``VideoInfo.keyframes_s``), whose frame index is
     ``first_frame_index``; frames at or after ``end_s`` are not decoded. Corrupt packets are
     skipped and counted in ``stats``; a stream that ends early stops the iteration with a
-    warning in ``stats``. Raises ``DecodeError`` when no frame at all can be decoded.
+    warning in ``stats``. FFmpeg refuses frames over ``max_pixels`` (counted as undecodable packets)
+    and any decoded frame over it raises ``DecodeError``, as does decoding past ``max_duration_s``.
+    Raises ``DecodeError`` when no frame at all can be decoded.
     """
     uri = os.fspath(uri)
     stats = stats if stats is not None else DecodeStats()
@@ -173,11 +212,12 @@ def iter_frames(
     with _open(uri, decoding=True) as container:
         stream = _video_stream(container, uri)
         stream.thread_type = "AUTO"
+        stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(max_pixels)}
         time_base = stream.time_base or Fraction(1, 90_000)
         rate = stream.average_rate or stream.guessed_rate
         nominal_dt_s = 1.0 / float(rate) if rate else 1.0 / 25
         start_pts = stream.start_time
-        declared_s = _duration_s(container, stream) if start_s == 0 and end_s == math.inf else None
+        declared_s = _duration_s(container, stream)
         if start_s > 0:
             container.seek(round(start_s / time_base) + (start_pts or 0), stream=stream, backward=True, any_frame=False)
         stats.frames_decoded = first_frame_index
@@ -210,6 +250,12 @@ def iter_frames(
                     t_s = 0.0 if stats.last_t_s is None else stats.last_t_s + nominal_dt_s
                 if t_s >= end_s:
                     return
+                if max_duration_s is not None and t_s > max_duration_s:
+                    raise DecodeError(f"{uri}: decoded past {max_duration_s:.0f} s, the limit of a video's duration "
+                                      f"(declared: {_seconds(declared_s)})")
+                if frame.width * frame.height > max_pixels:
+                    raise DecodeError(f"{uri}: frame {stats.frames_decoded} at {t_s:.2f} s is {frame.width}x{frame.height}, "
+                                      f"over the limit of {max_pixels} pixels")
                 index = stats.frames_decoded
                 stats.frames_decoded += 1
                 stats.last_t_s = t_s
@@ -218,13 +264,19 @@ def iter_frames(
                 if sampler.take(t_s):
                     stats.frames_sampled += 1
                     yield Frame(image=frame.to_ndarray(format="bgr24"), frame_index=index, t_s=t_s)
-    if declared_s and stats.last_t_s is not None and stats.last_t_s + 2 * nominal_dt_s < 0.95 * declared_s:
+    whole = start_s == 0 and end_s == math.inf
+    if whole and declared_s and stats.last_t_s is not None and stats.last_t_s + 2 * nominal_dt_s < 0.95 * declared_s:
         stats.warnings.append(f"decoded up to {stats.last_t_s:.2f} s of a declared {declared_s:.2f} s (truncated?)")
     if stats.packet_errors:
-        stats.warnings.append(f"{stats.packet_errors} packets could not be decoded and were skipped")
+        stats.warnings.append(f"{stats.packet_errors} packets could not be decoded and were skipped "
+                              f"(damaged, or frames over the limit of {max_pixels} pixels)")
     if stats.frames_decoded == first_frame_index:
         detail = f" ({stats.warnings[0]})" if stats.warnings else ""
         raise DecodeError(f"{uri}: no frame could be decoded{detail}")
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:.0f} s"
 
 
 def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
@@ -264,7 +316,7 @@ def _open(uri: str, decoding: bool = False) -> Iterator[av.container.InputContai
 def _container(file: str | IO[bytes], uri: str, decoding: bool = False) -> Iterator[av.container.InputContainer]:
     container = _hardware_container(file) if decoding and _hw_device_type else None
     try:
-        container = container or av.open(file, mode="r", metadata_errors="ignore")
+        container = container or av.open(file, mode="r", metadata_errors="ignore", options=_CONTAINER_OPTIONS)
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{uri}: not a readable video container: {_short(exc)}") from None
     except OSError as exc:
@@ -278,7 +330,7 @@ def _hardware_container(file: str | IO[bytes]) -> av.container.InputContainer | 
     from av.codec.hwaccel import HWAccel
 
     try:
-        return av.open(file, mode="r", metadata_errors="ignore",
+        return av.open(file, mode="r", metadata_errors="ignore", options=_CONTAINER_OPTIONS,
                        hwaccel=HWAccel(device_type=_hw_device_type, allow_software_fallback=True))
     except (av.error.FFmpegError, OSError):
         if not isinstance(file, str):

@@ -117,6 +117,9 @@ class Detector:
         self, weights: str, imgsz: int = 640, conf: float = 0.25, device: str = "cpu", agnostic_nms: bool | None = None,
         runtime: str = "auto", threads: int | None = None,
     ) -> None:
+        from videolake.pipeline.models import check_safe_ultralytics
+
+        check_safe_ultralytics()  # a .pt is a pickle: never unpickled without weights_only
         from ultralytics import YOLO
 
         self.device = resolve_device(device)

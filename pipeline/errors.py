@@ -6,17 +6,21 @@
     ├── DecodeError   a video opened but its content cannot be decoded
     ├── ModelError    a detector or action model cannot be found or loaded
     ├── LakeError     the lake cannot be written or read
-    └── StorageError  a bucket call still failed after its retries (timeouts, 5xx, throttling)
+    │   └── NotALakeError  the folder or prefix holds no lake (also a ConfigError: exit code 2)
+    ├── StorageError  a bucket call still failed after its retries (timeouts, 5xx, throttling)
+    └── TimedOut      a video's probe or shard ran past its time limit
 
 Per-video problems (``SourceError``, ``DecodeError``) never stop a run: the video is
 recorded with ``status='failed'`` and the message. The others stop the run with a
 one-line error. A ``StorageError`` in a shard fails that shard's attempt, which the flow
-sends again; it never quarantines the video.
+sends again; it never quarantines the video. A ``TimedOut`` probe or shard is tried once more;
+a second one quarantines the video, as a worker that died on it on every attempt does.
 """
 
 from __future__ import annotations
 
-__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "StorageError"]
+__all__ = ["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "NotALakeError",
+           "StorageError", "TimedOut"]
 
 
 class VideolakeError(Exception):
@@ -43,5 +47,13 @@ class LakeError(VideolakeError):
     """The lake cannot be written or read."""
 
 
+class NotALakeError(LakeError, ConfigError):
+    """A command that reads a lake was pointed at a folder or prefix that holds none."""
+
+
 class StorageError(VideolakeError):
     """A storage call still failed after its retries; worth trying again later."""
+
+
+class TimedOut(VideolakeError):
+    """A video's probe or shard ran past its time limit (the work was stopped)."""

@@ -1,41 +1,59 @@
-"""The Parquet lake: table schemas, layout and atomic writes.
+"""The lake: Delta tables that any engine reads, the workers' staging files, and ``Lake``.
 
-Layout (hive-style, readable by pyarrow datasets and DuckDB)::
+Layout (``LAKE`` is a folder or a bucket URL, ``s3://bucket/prefix``)::
 
-    LAKE/<table>/config_hash=<h>/<video_id>/<content_key>-<shard>.parquet   detections, clips, overlaps, ledger
-    LAKE/<table>/config_hash=<h>/<video_id>/<content_key>.parquet           videos, track_map
-    LAKE/shards/<run_id>/<video_id>.parquet
-    LAKE/runs/<run_id>.parquet
+    LAKE/_videolake.json                         the marker: this folder is a lake (layout 2)
+    LAKE/{videos,detections,clips}/              Delta tables, partitioned by config_hash
+    LAKE/{runs,shards}/                          Delta tables
+    LAKE/_staging/<table>/config_hash=<h>/<video_id>/<content_key>-<shard>.parquet
+                                                 detections, clips, overlaps, ledger: one file per shard
+    LAKE/_staging/commits/<config_hash>/<video_id>.json   a video commit in progress
 
-``LAKE`` is a folder or a bucket URL (``s3://bucket/prefix``). A file is written to a local
-temporary file first, then renamed into place (on disk) or uploaded in one PUT (in a bucket,
-atomic per object), so readers never see half a file.
-Paths are deterministic from (video, content key, shard range, config hash): a rerun writes
-the same paths, never a second copy. A shard counts only once its ``ledger`` file exists:
-that file is written last, after the shard's data files.
+Workers write a shard's staging files under a temporary name and rename them into place
+(one PUT in a bucket); the ``ledger`` file comes last, so a shard is committed exactly when
+its ledger file exists. A worker then publishes each finished video: its detections and
+clips (track ids stitched, ``camera_id`` and wall-clock ``ts`` added), its ``shards`` rows and
+its ``videos`` row, each a Delta transaction that replaces that video's rows
+(``lake.commit_video``, see ``videolake.pipeline.commit``). Readers only ever see whole
+commits; concurrent writers are serialised by Delta's optimistic concurrency (conditional
+writes on buckets) and retry on conflict.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import random
+import re
+import sys
+import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from videolake.pipeline import storage
-from videolake.pipeline.errors import LakeError, VideolakeError
+from videolake.pipeline.errors import ConfigError, LakeError, NotALakeError, VideolakeError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
 
 __all__ = [
-    "SCHEMA_VERSION", "SCHEMAS", "TABLES", "DETECTIONS", "CLIPS", "VIDEOS", "RUNS",
-    "table_path", "write_table", "ParquetSink", "check_writable",
+    "SCHEMA_VERSION", "LAYOUT_VERSION", "SCHEMAS", "TABLES", "PUBLISHED", "STAGED", "DETECTIONS", "CLIPS", "VIDEOS",
+    "RUNS", "published_schema", "table_path", "write_table", "ParquetSink", "check_writable", "Lake",
 ]
 
 SCHEMA_VERSION = "1"
+LAYOUT_VERSION = 2
+MARKER = "_videolake.json"
+STAGING = "_staging"
 
 DETECTIONS = pa.schema([
     ("video_id", pa.string()),
@@ -91,6 +109,12 @@ VIDEOS = pa.schema([
     ("shards_failed", pa.int32()),
     ("finished_at", pa.timestamp("us", tz="UTC")),
     ("run_id", pa.string()),
+    ("camera_id", pa.string()),
+    ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ("recorded_at_source", pa.string()),  # container | filename | sidecar; null when unknown
+    ("size_bytes", pa.int64()),
+    ("source_version", pa.string()),  # the source's mtime (ns) or ETag when it was last seen
+    ("config_hash", pa.string()),
 ])
 
 LEDGER = pa.schema([
@@ -110,13 +134,6 @@ LEDGER = pa.schema([
 
 OVERLAPS = pa.schema([(f.name, f.type) for f in DETECTIONS if f.name not in ("class_name", "run_id")])
 
-TRACK_MAP = pa.schema([
-    ("video_id", pa.string()),
-    ("content_key", pa.string()),
-    ("raw_track_id", pa.int64()),
-    ("track_id", pa.int64()),
-])
-
 SHARDS = pa.schema([
     ("video_id", pa.string()),
     ("content_key", pa.string()),
@@ -133,6 +150,8 @@ SHARDS = pa.schema([
     ("wall_s", pa.float64()),
     ("error", pa.string()),
     ("run_id", pa.string()),
+    ("config_hash", pa.string()),
+    ("committed_at", pa.timestamp("us", tz="UTC")),  # when its worker committed the shard (its ledger file)
 ])
 
 RUNS = pa.schema([
@@ -160,50 +179,71 @@ RUNS = pa.schema([
 
 SCHEMAS: dict[str, pa.Schema] = {
     "detections": DETECTIONS, "clips": CLIPS, "videos": VIDEOS, "runs": RUNS,
-    "ledger": LEDGER, "overlaps": OVERLAPS, "track_map": TRACK_MAP, "shards": SHARDS,
+    "ledger": LEDGER, "overlaps": OVERLAPS, "shards": SHARDS,
 }
 TABLES = tuple(SCHEMAS)
-_PER_SHARD = {"detections", "clips", "overlaps", "ledger"}
-_PER_VIDEO = {"videos", "track_map"}
+STAGED = ("detections", "clips", "overlaps", "ledger")    # the workers' per-shard files
+PUBLISHED = ("videos", "detections", "clips", "runs", "shards")  # the Delta tables readers see
+PARTITION_BY = {"videos": ["config_hash"], "detections": ["config_hash"], "clips": ["config_hash"], "runs": [], "shards": []}
+# Columns the driver adds when it publishes staged rows: the stitched id replaces ``track_id``,
+# the shard's own id stays as ``raw_track_id``; ``ts`` is the wall-clock time of ``t_s``
+# (detections) or ``t_start_s`` (clips) when the video's start time is known.
+_PUBLISHED_EXTRA = [
+    ("raw_track_id", pa.int64()),
+    ("camera_id", pa.string()),
+    ("ts", pa.timestamp("us", tz="UTC")),
+    ("config_hash", pa.string()),
+]
+TIME_COLUMN = {"detections": "t_s", "clips": "t_start_s"}
 _ROW_GROUP_ROWS = 128 * 1024
+
+
+def published_schema(table: str) -> pa.Schema:
+    """The Delta table's schema: the staged columns plus the ones added at publication."""
+    if table in TIME_COLUMN:
+        return pa.schema(list(SCHEMAS[table]) + [pa.field(n, t) for n, t in _PUBLISHED_EXTRA])
+    return SCHEMAS[table]
 
 
 def table_path(
     lake: str | os.PathLike[str], table: str, *, config_hash: str | None = None, video_id: str | None = None,
-    content_key: str | None = None, shard_key: str | None = None, run_id: str | None = None,
+    content_key: str | None = None, shard_key: str | None = None,
 ) -> str:
-    """The one place that knows where each table's files live (see the module docstring).
+    """Where a shard's staging file of ``table`` (detections, clips, overlaps or ledger) lives.
 
     ``lake`` is a local path or a bucket URL; so is the result.
     """
-    root = storage.join(os.fspath(lake), table)
-    if table in _PER_SHARD or table in _PER_VIDEO:
-        if not (config_hash and video_id and content_key):
-            raise LakeError(f"{table} files need config_hash, video_id and content_key")
-        base = storage.join(root, f"config_hash={config_hash}", video_id)
-        if table in _PER_SHARD:
-            if not shard_key:
-                raise LakeError(f"{table} files need a shard key")
-            return storage.join(base, f"{content_key}-{shard_key}.parquet")
-        return storage.join(base, f"{content_key}.parquet")
-    if table == "shards":
-        if not (run_id and video_id):
-            raise LakeError("shards files need run_id and video_id")
-        return storage.join(root, run_id, f"{video_id}.parquet")
-    if table == "runs":
-        if not run_id:
-            raise LakeError("runs files need run_id")
-        return storage.join(root, f"{run_id}.parquet")
-    raise LakeError(f"unknown lake table {table!r}")
+    if table not in STAGED:
+        raise LakeError(f"{table!r} has no staging files (staged tables: {', '.join(STAGED)})")
+    if not (config_hash and video_id and content_key and shard_key):
+        raise LakeError(f"{table} staging files need config_hash, video_id, content_key and a shard key")
+    return storage.join(os.fspath(lake), STAGING, table, f"config_hash={config_hash}", video_id,
+                        f"{content_key}-{shard_key}.parquet")
 
 
 def _schema_with_version(schema: pa.Schema) -> pa.Schema:
     return schema.with_metadata({**(schema.metadata or {}), b"videolake.schema_version": SCHEMA_VERSION.encode()})
 
 
+# delta-rs cannot write a local table whose path has one of these: it panics on ``[ ] ^ |`` (the path
+# becomes the host of an object store URL; a lake moved under them is still read) and reads ``\\``
+# and ``%XX`` as escapes (reading too).
+_DELTA_UNWRITABLE = re.compile(r"[\[\]^|\\]|%[0-9A-Fa-f]{2}")
+
+
+def check_delta_path(lake: str | os.PathLike[str]) -> None:
+    """``ConfigError`` for a local lake path that Delta tables cannot be written under."""
+    lake = os.fspath(lake)
+    found = None if storage.is_remote(lake) else _DELTA_UNWRITABLE.search(lake)
+    if found:
+        raise ConfigError(f"{lake}: a lake cannot be written in a folder whose path has {found.group()!r} "
+                          "(delta-rs cannot write Delta tables there); choose another folder")
+
+
 def check_writable(lake: str | os.PathLike[str]) -> None:
     """Fail early, naming the lake (never a credential), when it cannot be written."""
     lake = os.fspath(lake)
+    check_delta_path(lake)
     if storage.is_remote(lake):
         probe = storage.join(lake, f".write-check-{uuid.uuid4().hex}")
         try:
@@ -309,3 +349,259 @@ def _column(values: Any, kind: pa.DataType) -> pa.Array:
     if isinstance(values, np.ndarray) and not pa.types.is_list(kind):
         return pa.array(values, type=kind, from_pandas=True)
     return pa.array(list(values), type=kind)
+
+
+# --- The lake object ---------------------------------------------------------------------------
+
+# A conflicting concurrent commit (another run or a compaction touched the same rows first)
+# is retried on the new table version, this many times, with jittered backoff.
+_COMMIT_ATTEMPTS = 40
+_TABLE_CONFIG = {
+    "delta.checkpointInterval": "100",             # readers replay at most 100 JSON commits past a checkpoint
+    "delta.logRetentionDuration": "interval 30 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+}
+
+
+def sql_literal(value: str) -> str:
+    """A string as a SQL literal for Delta predicates."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def delta_storage_options(url: str) -> dict[str, str]:
+    """delta-rs's options for ``url``, from the same settings as fsspec's.
+
+    delta-rs reads the standard variables (``AWS_*``, ``GOOGLE_*``, ``AZURE_*``) itself; this adds
+    what ``VIDEOLAKE_STORAGE_OPTIONS`` says in fsspec's words (``key``, ``secret``, ``token``,
+    ``endpoint_url``, ``client_kwargs``). Commits on S3 use conditional writes (``If-None-Match``),
+    which AWS S3, MinIO, R2 and moto support; no lock table is needed.
+    """
+    if storage.protocol(url) not in ("s3", "s3a"):
+        return {}
+    given = storage.storage_options(url)
+    client = given.get("client_kwargs") or {}
+    endpoint = (given.get("endpoint_url") or client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL"))
+    region = client.get("region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    out = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": region, "AWS_ACCESS_KEY_ID": given.get("key"),
+           "AWS_SECRET_ACCESS_KEY": given.get("secret"), "AWS_SESSION_TOKEN": given.get("token")}
+    if endpoint and endpoint.startswith("http://"):
+        out["AWS_ALLOW_HTTP"] = "true"
+    return {k: str(v) for k, v in out.items() if v}
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Lake:
+    """A lake opened once: its URL, its Delta tables, its staging area, its commits and its SQL.
+
+    ``Lake.open(url)`` opens an existing lake (readers: ``query``, ``report``, ``render``,
+    ``compact``) and raises ``NotALakeError`` for anything else; ``Lake.open_or_create(url)``
+    (``run``) also creates an empty lake, or upgrades one of the older layout.
+    ``notify`` receives the one-line messages of a writer that has to wait for another.
+    """
+
+    def __init__(self, url: str | os.PathLike[str], notify: Callable[[str], None] | None = None) -> None:
+        self.url = storage.normalize(url)
+        self.storage_options = delta_storage_options(self.url)
+        self.notify = notify or _stderr
+        self._tables: dict[str, DeltaTable] = {}
+
+    def __repr__(self) -> str:
+        return f"Lake({self.url!r})"
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | os.PathLike[str], notify: Callable[[str], None] | None = None) -> Lake:
+        lake = cls(url, notify)
+        layout = lake.layout()
+        if layout == LAYOUT_VERSION:
+            return lake
+        if layout == 1:
+            raise NotALakeError(f"{lake.url} is a lake of videolake's older layout: upgrade it with "
+                                f"`videolake migrate {lake.url}` (a `videolake run` into it upgrades it too)")
+        if layout is not None:
+            raise NotALakeError(f"{lake.url} is a lake of a newer videolake (layout {layout}); upgrade videolake")
+        raise NotALakeError(f"{lake.url} is not a videolake lake (no {MARKER}); `videolake run` creates one")
+
+    @classmethod
+    def open_or_create(cls, url: str | os.PathLike[str], notify: Callable[[str], None] | None = None) -> Lake:
+        """For ``run``: the lake at ``url``, created when there is none, upgraded when it has the older layout;
+        an interrupted commit of an earlier run is completed first."""
+        lake = cls(url, notify)
+        check_delta_path(lake.url)
+        layout = lake.layout()
+        if layout == 1:
+            from videolake.pipeline.migrate import migrate
+
+            report = migrate(lake)
+            lake.notify(f"upgraded {lake.url} to layout {LAYOUT_VERSION}: {report.line()}")
+        elif layout is None:
+            lake.create()
+        elif layout != LAYOUT_VERSION:
+            raise NotALakeError(f"{lake.url} is a lake of a newer videolake (layout {layout}); upgrade videolake")
+        lake.recover()
+        return lake
+
+    def layout(self) -> int | None:
+        """2 for this layout, 1 for the Parquet-folders layout before it, ``None`` when no lake is there."""
+        marker = storage.join(self.url, MARKER)
+        try:
+            return int(json.loads(storage.read_bytes(marker))["layout"])
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except (ValueError, KeyError, TypeError):
+            raise LakeError(f"{marker} is damaged: it should be JSON with a layout number") from None
+        except Exception as exc:  # noqa: BLE001 - a bucket that cannot be read
+            raise storage.storage_error(self.url, exc, "cannot read lake") from None
+        legacy = [storage.join(self.url, t) for t in ("ledger", "track_map", "_layout1")]
+        return 1 if any(storage.exists(p) for p in legacy) else None
+
+    def create(self) -> None:
+        """The empty tables and then the marker (several runs may create the same lake at once)."""
+        from deltalake import DeltaTable
+
+        check_writable(self.url)
+        for name in PUBLISHED:
+            if self._is_table(name):
+                continue
+            try:
+                DeltaTable.create(self.table_uri(name), schema=published_schema(name), mode="ignore",
+                                  partition_by=PARTITION_BY[name] or None, configuration=_TABLE_CONFIG,
+                                  storage_options=self.storage_options)
+            except Exception as exc:  # noqa: BLE001 - another run created it a moment earlier
+                if not self._is_table(name):
+                    raise storage.storage_error(self.table_uri(name), exc, "cannot create table") from None
+        storage.write_bytes(storage.join(self.url, MARKER), json.dumps({
+            "layout": LAYOUT_VERSION, "format": "delta", "tables": list(PUBLISHED),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=1).encode())
+
+    def _is_table(self, name: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.table_uri(name), storage_options=self.storage_options)
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def table_uri(self, name: str) -> str:
+        if name not in PUBLISHED:
+            raise LakeError(f"unknown lake table {name!r} (tables: {', '.join(PUBLISHED)})")
+        return storage.join(self.url, name)
+
+    def staging_url(self, *parts: str) -> str:
+        return storage.join(self.url, STAGING, *parts)
+
+    def table(self, name: str) -> DeltaTable:
+        """The Delta table ``name`` at its latest version (opened once, then brought up to date)."""
+        from deltalake import DeltaTable
+
+        try:
+            dt = self._tables.get(name)
+            if dt is None:
+                dt = self._tables[name] = DeltaTable(self.table_uri(name), storage_options=self.storage_options)
+            else:
+                dt.update_incremental()
+            return dt
+        except VideolakeError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise LakeError(f"cannot read table {self.table_uri(name)}: {str(exc).splitlines()[0]}") from None
+
+    def dataset(self, name: str) -> ds.Dataset:
+        """A pyarrow dataset of the table's current version (DuckDB, polars and pyarrow scan it lazily)."""
+        return self.table(name).to_pyarrow_dataset()
+
+    def read(self, name: str, columns: list[str] | None = None, filter: Any = None) -> pa.Table:  # noqa: A002
+        return self.dataset(name).to_table(columns=columns, filter=filter)
+
+    def transact(self, name: str, what: str, action: Callable[[DeltaTable], Any]) -> Any:
+        """Run ``action`` (one Delta transaction) on the table's latest version.
+
+        A conflict with a concurrent writer (another run, a compaction) is retried on the new
+        version; the first retry says so in one line.
+        """
+        from deltalake.exceptions import CommitFailedError
+
+        check_delta_path(self.url)
+        for attempt in range(_COMMIT_ATTEMPTS):
+            dt = self.table(name)
+            try:
+                return action(dt)
+            except CommitFailedError as exc:
+                if attempt == 0:
+                    self.notify(f"waiting: another writer committed to {self.table_uri(name)} first; retrying {what}")
+                if attempt == _COMMIT_ATTEMPTS - 1:
+                    raise LakeError(f"cannot commit {what} to {self.table_uri(name)}: {str(exc).splitlines()[0]}") from None
+                time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
+            except VideolakeError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise storage.storage_error(self.table_uri(name), exc, f"cannot commit {what} to") from None
+        raise AssertionError("unreachable")
+
+    def write(self, name: str, data: Callable[[], Any], predicate: str | None, what: str) -> None:
+        """Append ``data()`` to table ``name``, or replace the rows ``predicate`` selects, in one transaction.
+
+        Columns that ``SCHEMAS`` gained since the table was created are added (old rows read null).
+        """
+        from deltalake import WriterProperties, write_deltalake
+
+        props = WriterProperties(compression="ZSTD", max_row_group_size=_ROW_GROUP_ROWS)
+        self.transact(name, what, lambda dt: write_deltalake(
+            dt, data(), mode="overwrite" if predicate else "append", predicate=predicate,
+            partition_by=PARTITION_BY[name] or None, schema_mode="merge", writer_properties=props))
+
+    def record_paths(self, sources: Iterable[Any]) -> None:
+        """Videos found at a new path (a moved or copied archive): their ``videos`` rows get the new ``uri``."""
+        sources = list(sources)
+        if not sources:
+            return
+        found = pa.table({"video_id": [s.video_id for s in sources], "uri": [s.uri for s in sources],
+                          "size_bytes": pa.array([s.size_bytes for s in sources], pa.int64()),
+                          "source_version": [s.version for s in sources]})
+        self.transact("videos", f"the new paths of {len(sources)} video(s)", lambda dt: dt.merge(
+            found, predicate="t.video_id = s.video_id", source_alias="s", target_alias="t",
+        ).when_matched_update({"uri": "s.uri", "size_bytes": "s.size_bytes", "source_version": "s.source_version"}).execute())
+
+    def rows(self, name: str, rows: list[dict[str, Any]]) -> pa.Table:
+        """Row dicts as a table of the Delta table's schema (missing keys are null)."""
+        schema = published_schema(name)
+        return pa.Table.from_pydict({f.name: _column([row.get(f.name) for row in rows], f.type) for f in schema}, schema=schema)
+
+    # -- what the library does with a lake ------------------------------------------------------
+
+    def commit_video(self, commit: Any) -> None:
+        """Publish one finished video (a ``videolake.pipeline.commit.VideoCommit``)."""
+        from videolake.pipeline.commit import commit_video
+
+        commit_video(self, commit)
+
+    def commit_run(self, row: dict[str, Any]) -> None:
+        """The run's row in ``runs`` (a rerun of the same commit replaces it)."""
+        self.write("runs", lambda: self.rows("runs", [row]), f"run_id = {sql_literal(row['run_id'])}", f"run {row['run_id']}")
+
+    def recover(self, grace_s: float | None = None) -> int:
+        """Complete video commits that a killed writer left half done (intents older than ``grace_s``,
+        default five minutes); returns how many."""
+        from videolake.pipeline.commit import RECOVER_AFTER_S, recover
+
+        return recover(self, RECOVER_AFTER_S if grace_s is None else grace_s)
+
+    def state(self, config_hash: str, sources: Iterable[Any] | None = None) -> Any:
+        """What the lake holds for ``config_hash`` (a ``videolake.pipeline.ledger.LakeState``)."""
+        from videolake.pipeline.ledger import read_lake_state
+
+        return read_lake_state(self, config_hash, sources)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        from videolake.pipeline.query import connect
+
+        return connect(self)
+
+    def sql(self, query: str) -> pa.Table:
+        from videolake.pipeline.query import run_sql
+
+        return run_sql(self, query)

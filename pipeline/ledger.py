@@ -1,21 +1,26 @@
-"""What the lake already holds: committed shards, finished videos, quarantined failures."""
+"""What the lake already holds: committed shards, finished videos, quarantined failures, known sources."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Iterable
 
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from videolake.pipeline import storage
-from videolake.pipeline.sources import VideoSource
+from videolake.pipeline.sources import Identities, VideoSource
 
-__all__ = ["LakeState", "read_lake_state", "finished_videos", "QUARANTINE_KINDS"]
+if TYPE_CHECKING:
+    from videolake.pipeline.lake import Lake
 
-# Failures that would repeat on the same bytes: skipped until the content changes.
-QUARANTINE_KINDS = ("source", "decode")
+__all__ = ["LakeState", "read_lake_state", "known_sources", "moved", "QUARANTINE_KINDS"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Failures that would repeat on the same bytes: skipped until the content changes. A video is
+# recorded as timed out only after two timeouts in a row, and as killing its worker only after
+# every retry did (flows.analyze), so one stuck run never quarantines it.
+QUARANTINE_KINDS = ("source", "decode", "timeout", "worker")
 
 
 @dataclass
@@ -34,67 +39,39 @@ class LakeState:
         return (source.video_id, source.content_key, shard_key) in self.committed
 
 
-def read_lake_state(lake: str | os.PathLike[str], config_hash: str, sources: Iterable[VideoSource] | None = None) -> LakeState:
-    """What the lake holds, from listings alone: no file is read except failed videos' rows.
-
-    Committed shards come from ledger file names; a finished video is one with a ``videos``
-    file and a ``track_map`` file (written only on success, before the row). Quarantine
-    reasons are read from the rows of failed videos among ``sources`` (all when ``None``).
-    """
-    lake = os.fspath(lake)
+def read_lake_state(lake: Lake, config_hash: str, sources: Iterable[VideoSource] | None = None) -> LakeState:
+    """Finished and failed videos from the ``videos`` table; committed shards from the names of
+    the staged ledger files (one listing). Quarantine reasons are kept for ``sources`` (all when ``None``)."""
     state = LakeState()
-    with ThreadPoolExecutor(3) as pool:  # three independent listings, each one request per 1,000 objects
-        ledger, maps, videos = pool.map(lambda args: _listing(lake, *args), [("ledger", config_hash), ("track_map",), ("videos",)])
-    for entry in ledger:
-        content_key, _, shard_key = entry.name.partition("-")
-        state.committed.add((entry.video_id, content_key, shard_key))
-    finished = {(e.config_hash, e.video_id, e.name) for e in maps}
+    for f in storage.list_files(lake.staging_url("ledger", f"config_hash={config_hash}")):
+        parts = f.url.rsplit("/", 2)
+        if len(parts) == 3 and parts[2].endswith(".parquet") and not parts[2].startswith("_tmp-"):
+            content_key, _, shard_key = parts[2][: -len(".parquet")].partition("-")
+            state.committed.add((parts[1], content_key, shard_key))
+    videos = lake.read("videos", columns=["video_id", "content_key", "status", "error", "error_kind", "config_hash"]).to_pylist()
     wanted = None if sources is None else {(s.video_id, s.content_key) for s in sources}
-    failed = []
-    for entry in videos:
-        key = (entry.video_id, entry.name)
-        if (entry.config_hash, entry.video_id, entry.name) in finished:
-            if entry.config_hash == config_hash:
-                state.finished_ok.add(key)
-        elif wanted is None or key in wanted:
-            failed.append(entry.url)
-    if failed:
-        fs = storage.arrow_fs(lake)[0]
-        paths = [storage.arrow_fs(url)[1] for url in failed]
-        rows = pq.ParquetDataset(paths, filesystem=fs).read(
-            columns=["video_id", "content_key", "status", "error", "error_kind"]).to_pylist()
-        for row in rows:
-            if row["status"] == "failed" and row["error_kind"] in QUARANTINE_KINDS:
-                state.quarantined[(row["video_id"], row["content_key"])] = row["error"] or "failed"
-    for key in state.finished_ok:  # a later success of the same content lifts a quarantine
-        state.quarantined.pop(key, None)
+    for row in videos:
+        if row["status"] == "ok" and row["config_hash"] == config_hash:
+            state.finished_ok.add((row["video_id"], row["content_key"]))
+    for row in videos:  # a failure under any config, unless this config finished the same content
+        key = (row["video_id"], row["content_key"])
+        if row["status"] == "failed" and row["error_kind"] in QUARANTINE_KINDS and key not in state.finished_ok \
+                and (wanted is None or key in wanted):
+            state.quarantined[key] = row["error"] or "failed"
     return state
 
 
-def finished_videos(lake: str | os.PathLike[str], config_hash: str) -> set[tuple[str, str]]:
-    """(video_id, content_key) of the videos that finished ok under ``config_hash``, from listings."""
-    lake = os.fspath(lake)
-    maps = {(e.video_id, e.name) for e in _listing(lake, "track_map", config_hash)}
-    return {(e.video_id, e.name) for e in _listing(lake, "videos", config_hash) if (e.video_id, e.name) in maps}
-
-
-@dataclass(frozen=True)
-class _Entry:
-    url: str
-    config_hash: str
-    video_id: str
-    name: str  # the file name without ``.parquet``
-
-
-def _listing(lake: str, table: str, config_hash: str | None = None) -> list[_Entry]:
-    """``<table>/config_hash=<h>/<video_id>/<name>.parquet`` files, from one recursive listing."""
-    root = storage.join(lake, table, f"config_hash={config_hash}") if config_hash else storage.join(lake, table)
-    out = []
-    for f in storage.list_files(root):
-        parts = f.url.rsplit("/", 3)
-        if len(parts) < 4 or not parts[3].endswith(".parquet") or parts[3].startswith("_tmp-"):
-            continue
-        partition, video_id, name = parts[1], parts[2], parts[3][: -len(".parquet")]
-        if partition.startswith("config_hash="):
-            out.append(_Entry(f.url, partition.split("=", 1)[1], video_id, name))
+def known_sources(lake: Lake) -> Identities:
+    """The sources the lake has seen, so a listing needs to read only new or changed files."""
+    out = Identities()
+    rows = lake.read("videos", columns=["uri", "size_bytes", "source_version", "content_key", "video_id", "finished_at"],
+                     filter=ds.field("size_bytes").is_valid())
+    for row in sorted(rows.to_pylist(), key=lambda r: r["finished_at"] or _EPOCH):  # the latest path wins
+        out.by_version[(row["uri"], int(row["size_bytes"]), row["source_version"] or "")] = row["content_key"]
+        out.by_content[row["content_key"]] = (row["video_id"], row["uri"])
     return out
+
+
+def moved(sources: Iterable[VideoSource], known: Identities) -> list[VideoSource]:
+    """Sources whose video the lake recorded at another path (a moved or copied archive)."""
+    return [s for s in sources if s.content_key in known.by_content and known.by_content[s.content_key][1] != s.uri]

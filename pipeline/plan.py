@@ -7,14 +7,16 @@ calls it again (deployments start there).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from videolake.pipeline import storage
 from videolake.pipeline.config import RunConfig
-from videolake.pipeline.lake import check_writable
+from videolake.pipeline.errors import ConfigError
+from videolake.pipeline.lake import Lake, check_writable
+from videolake.pipeline.ledger import known_sources
 from videolake.pipeline.models import ModelInfo, resolve_actions, resolve_detector
-from videolake.pipeline.sources import VideoSource, check_reachable, discover
+from videolake.pipeline.sources import Identities, VideoSource, check_reachable, discover
 
 __all__ = ["RunPlan", "plan_run"]
 
@@ -25,23 +27,35 @@ class RunPlan:
     sources: list[VideoSource]
     detector: ModelInfo
     actions: ModelInfo
-    lake: str
+    lake: Lake
     config_hash: str
+    known: Identities = field(default_factory=Identities)  # the sources the lake had seen before this run
 
 
-def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[str], config: RunConfig,
+def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[str] | Lake, config: RunConfig,
              list_sources: bool = True) -> RunPlan:
     """Raises ``ConfigError``, ``SourceError``, ``ModelError`` or ``LakeError`` naming what is wrong.
 
-    ``list_sources=False`` only checks that each source's path or bucket exists (the CLI's check
-    before the flow starts; the flow lists them); the plan then has no sources.
+    With ``list_sources`` the lake is opened, created when missing or upgraded from the older
+    layout, and the sources are listed and identified. ``list_sources=False`` only checks that
+    each source's path or bucket exists and that the lake can be written (``serve``'s check
+    before its first run); the plan then has no sources.
+
+    A source or lake URL that carries a credential (``user:password@``, a signature) is a ``ConfigError``.
     """
-    if list_sources:
-        found = discover(sources)
-    else:
-        check_reachable(sources)
-        found = []
+    lake_url = lake.url if isinstance(lake, Lake) else os.fspath(lake)
+    for url in [*map(os.fspath, sources), lake_url]:
+        if storage.has_credentials(url):  # it would be stored in the lake, the logs and the run's Prefect parameters
+            raise ConfigError(f"{storage.redact(url)}: a URL must not carry credentials; give them through "
+                              "--storage-options or the environment (docs/buckets-and-schedules.md)")
+    check_reachable(sources)
     detector, actions = resolve_detector(config.detector), resolve_actions(config.actions)
-    lake = storage.normalize(lake)
-    check_writable(lake)
-    return RunPlan(config, found, detector, actions, lake, config.config_hash(detector.sha256, actions.sha256))
+    config_hash = config.config_hash(detector.sha256, actions.sha256)
+    if not list_sources:
+        opened = lake if isinstance(lake, Lake) else Lake(lake)
+        check_writable(opened.url)
+        return RunPlan(config, [], detector, actions, opened, config_hash)
+    opened = lake if isinstance(lake, Lake) else Lake.open_or_create(lake)
+    known = known_sources(opened)
+    found = discover(sources, known=known, camera_pattern=config.camera_pattern)
+    return RunPlan(config, found, detector, actions, opened, config_hash, known)

@@ -1,66 +1,55 @@
-"""SQL over the lake with DuckDB.
+"""SQL over the lake with DuckDB, through the Delta tables' Arrow datasets (no DuckDB extension).
 
-Default views show, for each video, its latest finished analysis (latest content and
-config), with track ids stitched across shards:
+Default views show, for each video, its latest finished analysis (latest config):
 
     detections, clips, videos, tracks, failed, runs, shards
 
-Every committed row of every config and content version stays reachable through
-``all_detections``, ``all_clips``, ``all_videos`` (and ``ledger``, ``track_map``).
+Every config's rows stay reachable through ``all_detections``, ``all_clips``, ``all_videos``
+(the Delta tables themselves); ``ledger`` lists the committed shards and ``track_map`` the
+stitched track ids. Each table is read at one version: a commit that lands meanwhile is
+seen whole by the next connection, never in part.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
-from videolake.pipeline import storage
-from videolake.pipeline.compact import lake_files
 from videolake.pipeline.errors import LakeError
-from videolake.pipeline.lake import SCHEMAS
+from videolake.pipeline.lake import PUBLISHED, Lake, published_schema
 
 __all__ = ["connect", "run_sql", "describe_views", "format_cell", "ViewInfo", "VIEWS"]
 
-_UNPARTITIONED = ("runs", "shards")
 VIEWS = ("detections", "clips", "videos", "tracks", "failed", "runs", "shards",
          "all_detections", "all_clips", "all_videos", "ledger", "track_map",
          "action_episodes", "track_dwell", "first_actions")
 
 _VIEWS_SQL = """
-CREATE VIEW all_detections AS
-    SELECT d.* FROM _raw_detections d SEMI JOIN _raw_ledger l USING (video_id, content_key, config_hash, shard_index);
-CREATE VIEW all_clips AS
-    SELECT c.* FROM _raw_clips c SEMI JOIN _raw_ledger l USING (video_id, content_key, config_hash, shard_index);
-CREATE VIEW all_videos AS SELECT * FROM _raw_videos;
-CREATE VIEW ledger AS SELECT * FROM _raw_ledger;
-CREATE VIEW track_map AS SELECT * FROM _raw_track_map;
-CREATE VIEW runs AS SELECT * FROM _raw_runs;
-CREATE VIEW shards AS SELECT * FROM _raw_shards;
+CREATE VIEW all_detections AS SELECT {detections} FROM _raw_detections;
+CREATE VIEW all_clips AS SELECT {clips} FROM _raw_clips;
+CREATE VIEW all_videos AS SELECT {videos} FROM _raw_videos;
+CREATE VIEW runs AS SELECT {runs} FROM _raw_runs;
+CREATE VIEW shards AS SELECT {shards} FROM _raw_shards;
+CREATE VIEW ledger AS
+    SELECT video_id, content_key, config_hash, shard_index, t_start_s, t_end_s, frames_analyzed, run_id, committed_at
+    FROM shards WHERE status = 'ok';
+CREATE VIEW track_map AS
+    SELECT DISTINCT video_id, content_key, config_hash, raw_track_id, track_id FROM all_detections
+    WHERE raw_track_id IS NOT NULL;
 CREATE VIEW videos AS
-    SELECT * FROM _raw_videos QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY finished_at DESC) = 1;
+    SELECT * FROM all_videos QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY finished_at DESC) = 1;
 CREATE VIEW failed AS
     SELECT video_id, uri, error_kind, error, content_key, config_hash, run_id, finished_at FROM videos WHERE status = 'failed';
 CREATE VIEW _current AS
-    SELECT video_id, content_key, config_hash FROM _raw_videos WHERE status = 'ok'
+    SELECT video_id, config_hash FROM all_videos WHERE status = 'ok'
     QUALIFY row_number() OVER (PARTITION BY video_id ORDER BY finished_at DESC) = 1;
-CREATE VIEW detections AS
-    SELECT d.* REPLACE (coalesce(m.track_id, d.track_id) AS track_id), d.track_id AS raw_track_id
-    FROM all_detections d
-    JOIN _current c ON d.video_id = c.video_id AND d.content_key = c.content_key AND d.config_hash = c.config_hash
-    LEFT JOIN _raw_track_map m ON m.video_id = d.video_id AND m.content_key = d.content_key
-        AND m.config_hash = d.config_hash AND m.raw_track_id = d.track_id;
-CREATE VIEW clips AS
-    SELECT k.* REPLACE (coalesce(m.track_id, k.track_id) AS track_id), k.track_id AS raw_track_id
-    FROM all_clips k
-    JOIN _current c ON k.video_id = c.video_id AND k.content_key = c.content_key AND k.config_hash = c.config_hash
-    LEFT JOIN _raw_track_map m ON m.video_id = k.video_id AND m.content_key = k.content_key
-        AND m.config_hash = k.config_hash AND m.raw_track_id = k.track_id;
+CREATE VIEW detections AS SELECT d.* FROM all_detections d SEMI JOIN _current c USING (video_id, config_hash);
+CREATE VIEW clips AS SELECT k.* FROM all_clips k SEMI JOIN _current c USING (video_id, config_hash);
 CREATE VIEW tracks AS
     SELECT video_id, config_hash, track_id,
            min(t_s) AS t_first_s, max(t_s) AS t_last_s, count(*) AS n_detections, mode(class_name) AS class_name
@@ -76,59 +65,73 @@ class ViewInfo:
     columns: list[tuple[str, str]]
 
 
-def connect(lake: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the lake's views (a local path or a bucket URL).
+def connect(lake: str | os.PathLike[str] | Lake) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the lake's views (a local path, a bucket URL or a ``Lake``).
 
-    A local lake is read by DuckDB itself; a bucket lake through Arrow datasets over fsspec
-    (DuckDB scans them lazily, with projection and filter pushdown), so no DuckDB extension
-    has to be downloaded.
+    Each Delta table is registered as the Arrow dataset of its current version (DuckDB scans it
+    lazily, with projection and filter pushdown), so no DuckDB extension has to be downloaded and
+    DuckDB never sees the lake's path: one with glob characters (``*``, ``?``, ``[``) is never
+    expanded into a sibling lake. Raises ``NotALakeError`` when ``lake`` holds none, and a one-line
+    ``LakeError`` when a table cannot be read.
     """
-    lake = storage.normalize(lake)
-    if not storage.exists(lake) or (not storage.is_remote(lake) and not Path(lake).is_dir()):
-        raise LakeError(f"lake not found: {lake}")
+    lake = lake if isinstance(lake, Lake) else Lake.open(lake)
     con = duckdb.connect()
-    for table, schema in SCHEMAS.items():
-        files = lake_files(lake, table)
-        if table not in _UNPARTITIONED:
-            schema = schema.append(pa.field("config_hash", pa.string()))
-        if files and storage.is_remote(lake):
-            con.register(f"_ds_{table}", _arrow_dataset(lake, table, files, schema))
-            con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _ds_{table}")
-        elif files:
-            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            con.execute(
-                f"CREATE VIEW _raw_{table} AS SELECT * FROM read_parquet([{listing}], "
-                "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-            )
-        else:
-            con.register(f"_empty_{table}", schema.empty_table())
-            con.execute(f"CREATE VIEW _raw_{table} AS SELECT * FROM _empty_{table}")
-    con.execute(_VIEWS_SQL)
-    from videolake.pipeline.sqlpack import register_sql_pack  # the SQL pack: episodes, buckets, dwell, first actions
-
-    register_sql_pack(con)
+    try:
+        _create_views(con, lake)
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        con.close()
+        raise LakeError(f"cannot read the lake {lake.url}: {_first_line(exc)}") from None
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
-def _arrow_dataset(lake: str, table: str, files: list[str], schema: pa.Schema) -> ds.Dataset:
-    fs, base = storage.arrow_fs(storage.join(lake, table))
-    partitioning = None if table in _UNPARTITIONED else ds.partitioning(pa.schema([("config_hash", pa.string())]), flavor="hive")
-    return ds.dataset([storage.arrow_fs(f)[1] for f in files], schema=schema, format="parquet", filesystem=fs,
-                      partitioning=partitioning, partition_base_dir=base)
+def _create_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    con.execute("SET TimeZone = 'UTC'")  # wall-clock times show, and text timestamps parse, in UTC
+    columns = {}
+    for name in PUBLISHED:
+        con.register(f"_raw_{name}", lake.dataset(name))
+        # The views list the columns in the order of ``SCHEMAS``, whatever order the table has them in.
+        present = {c[0] for c in con.execute(f"DESCRIBE _raw_{name}").fetchall()}
+        columns[name] = ", ".join(f'"{f.name}"' if f.name in present else f'NULL::{_duck(f.type)} AS "{f.name}"'
+                                  for f in published_schema(name))
+    con.execute(_VIEWS_SQL.format(**columns))
+    from videolake.pipeline.sqlpack import register_sql_pack  # the SQL pack: episodes, buckets, dwell, first actions
+
+    register_sql_pack(con)
 
 
-def run_sql(lake: str | os.PathLike[str], sql: str) -> pa.Table:
-    con = connect(lake)
+def _first_line(exc: BaseException) -> str:
+    """A DuckDB or Arrow error's first line, without DuckDB's error class prefix (``IO Error: ...``)."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line.split(": ", 1)[1] if line.split(": ", 1)[0].endswith("Error") and ": " in line else line
+
+
+def _duck(kind: pa.DataType) -> str:
+    """DuckDB's name for an Arrow type (for a column a table does not have yet)."""
+    con = duckdb.connect()
     try:
-        relation = con.sql(sql)
-        return relation.fetch_arrow_table() if relation is not None else pa.table({})
-    except duckdb.Error as exc:
-        raise LakeError(f"query failed: {str(exc).splitlines()[0]}") from None
+        con.register("t", pa.table({"c": pa.nulls(0, kind)}))
+        return con.execute("DESCRIBE t").fetchall()[0][1]
     finally:
         con.close()
 
 
-def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
+def run_sql(lake: str | os.PathLike[str] | Lake, sql: str) -> pa.Table:
+    lake = lake if isinstance(lake, Lake) else Lake.open(lake)
+    con = connect(lake)
+    try:
+        relation = con.sql(sql)
+        return relation.fetch_arrow_table() if relation is not None else pa.table({})
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        raise _read_error(lake, exc) or LakeError(f"query failed: {_first_line(exc)}") from None
+    finally:
+        con.close()
+
+
+def describe_views(lake: str | os.PathLike[str] | Lake) -> list[ViewInfo]:
+    lake = lake if isinstance(lake, Lake) else Lake.open(lake)
     con = connect(lake)
     try:
         out = []
@@ -137,8 +140,25 @@ def describe_views(lake: str | os.PathLike[str]) -> list[ViewInfo]:
             columns = [(c[0], c[1]) for c in con.execute(f"DESCRIBE {name}").fetchall()]
             out.append(ViewInfo(name, int(rows), columns))
         return out
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        raise _read_error(lake, exc) or LakeError(f"cannot read the lake {lake.url}: {_first_line(exc)}") from None
     finally:
         con.close()
+
+
+# DuckDB's wrapping of an error raised while it scans a table's Arrow dataset (a damaged or missing file).
+_SCAN_ERROR = re.compile(r"reading the stream registered as '_raw_(?P<table>\w+)' failed: (?:\w+: )?(?P<reason>.*)")
+
+
+def _read_error(lake: Lake, exc: BaseException) -> LakeError | None:
+    """A one-line ``LakeError`` naming the table and file when ``exc`` is a file of the lake that cannot be
+    read (not the query's fault); ``None`` otherwise."""
+    found = _SCAN_ERROR.search(_first_line(exc))
+    if found:
+        return LakeError(f"cannot read the lake {lake.url}: table {found['table']}: {found['reason']}")
+    if isinstance(exc, (pa.ArrowException, OSError, duckdb.IOException)):
+        return LakeError(f"cannot read the lake {lake.url}: {_first_line(exc)}")
+    return None
 
 
 def format_cell(value: object) -> str:

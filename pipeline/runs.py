@@ -11,8 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from videolake.pipeline.ledger import LakeState
-from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.ledger import LakeState, moved
 from videolake.pipeline.models import action_classes
 from videolake.pipeline.plan import RunPlan
 from videolake.pipeline.sources import VideoSource
@@ -65,12 +64,14 @@ class RunSummary:
     clips_by_action: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     workers: int = 0
+    moved: list[VideoSource] = field(default_factory=list)  # finished before, found at a new path
 
     @classmethod
     def start(cls, run_id: str, plan: RunPlan, work: Triage) -> RunSummary:
-        return cls(run_id=run_id, lake=plan.lake, config_hash=plan.config_hash, videos_done_before=len(work.done_before),
+        return cls(run_id=run_id, lake=plan.lake.url, config_hash=plan.config_hash, videos_done_before=len(work.done_before),
                    videos_quarantined=len(work.quarantined),
-                   quarantined=[(source.uri, reason) for source, reason in work.quarantined])
+                   quarantined=[(source.uri, reason) for source, reason in work.quarantined],
+                   moved=moved(work.done_before, plan.known))
 
     @property
     def frames_per_s(self) -> float:
@@ -92,6 +93,7 @@ class RunSummary:
         out = [
             f"run {self.run_id} → {self.lake} (config {self.config_hash})",
             f"videos: {self.videos_ok} ok, {self.videos_failed} failed; {new} new, {self.videos_done_before} already done"
+            + (f" ({len(self.moved)} at a new path)" if self.moved else "")
             + (f", {self.videos_quarantined} quarantined" if self.videos_quarantined else ""),
             f"shards: {self.shards_processed} processed, {self.shards_failed} failed, "
             f"{self.shards_done_before} already done, {self.shards_total} in all",
@@ -105,8 +107,9 @@ class RunSummary:
 
 
 def write_run_record(plan: RunPlan, summary: RunSummary, started_at: datetime) -> None:
-    """The run's row in the ``runs`` table: its settings, models and counts."""
-    write_table(table_path(plan.lake, "runs", run_id=summary.run_id), "runs", [{
+    """The run's row in the ``runs`` table (its settings, models and counts), and the new paths of moved videos."""
+    plan.lake.record_paths(summary.moved)
+    plan.lake.commit_run({
         "run_id": summary.run_id, "started_at": started_at, "finished_at": datetime.now(timezone.utc),
         "config": json.dumps(plan.config.to_dict(), sort_keys=True), "config_hash": plan.config_hash,
         "detector": plan.detector.name, "detector_sha256": plan.detector.sha256,
@@ -117,4 +120,4 @@ def write_run_record(plan: RunPlan, summary: RunSummary, started_at: datetime) -
         "shards_total": summary.shards_total, "shards_done_before": summary.shards_done_before,
         "shards_processed": summary.shards_processed, "shards_failed": summary.shards_failed,
         "frames_analyzed": summary.frames_analyzed, "wall_s": summary.wall_s,
-    }])
+    })

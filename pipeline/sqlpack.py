@@ -9,6 +9,13 @@ Registered on every connection by ``videolake.pipeline.query.connect``:
 - ``track_dwell`` (view): how long each track stays in view (first to last detection),
   with its most frequent known action.
 - ``first_actions`` (view): the first clip of each action in each video, and its track.
+- ``camera_detections(camera, t_from, t_to)`` and ``camera_clips(camera, t_from, t_to)``
+  (table macros): what a camera saw in a wall-clock range ``[t_from, t_to)`` (timestamps or
+  text such as ``'2026-05-01 14:32'``, UTC unless an offset is given; ``camera`` NULL for all
+  cameras). A clip counts when its span overlaps the range. Only videos whose start time is
+  known (``recorded_at``) have wall-clock times.
+- ``actions_per_camera(bucket)`` (table macro): clips and distinct tracks per camera, action
+  and wall-clock bucket (an ``INTERVAL``, default one hour).
 
 Every result keeps ``config_hash``: results of different configurations or models never mix.
 """
@@ -19,7 +26,8 @@ import duckdb
 
 __all__ = ["SQL_PACK", "SQL_PACK_NAMES", "register_sql_pack"]
 
-SQL_PACK_NAMES = ("action_episodes", "actions_per_bucket", "track_dwell", "first_actions")
+SQL_PACK_NAMES = ("action_episodes", "actions_per_bucket", "track_dwell", "first_actions",
+                  "camera_detections", "camera_clips", "actions_per_camera")
 
 SQL_PACK = """
 CREATE OR REPLACE VIEW action_episodes AS
@@ -60,6 +68,27 @@ SELECT config_hash, video_id, action, t_start_s AS first_t_s, track_id AS first_
 FROM clips
 WHERE action <> 'unknown'
 QUALIFY row_number() OVER (PARTITION BY config_hash, video_id, action ORDER BY t_start_s, track_id) = 1;
+
+CREATE OR REPLACE MACRO camera_detections(camera, t_from, t_to) AS TABLE
+SELECT * FROM detections
+WHERE (camera IS NULL OR camera_id = camera)
+  AND ts >= CAST(t_from AS TIMESTAMPTZ) AND ts < CAST(t_to AS TIMESTAMPTZ)
+ORDER BY ts, video_id, track_id;
+
+CREATE OR REPLACE MACRO camera_clips(camera, t_from, t_to) AS TABLE
+SELECT * FROM clips
+WHERE (camera IS NULL OR camera_id = camera)
+  AND ts < CAST(t_to AS TIMESTAMPTZ)
+  AND ts + to_microseconds(CAST(round((t_end_s - t_start_s) * 1e6) AS BIGINT)) > CAST(t_from AS TIMESTAMPTZ)
+ORDER BY ts, video_id, track_id;
+
+CREATE OR REPLACE MACRO actions_per_camera(bucket := INTERVAL 1 HOUR) AS TABLE
+SELECT config_hash, camera_id, time_bucket(bucket, ts) AS bucket_start, action,
+       count(*) AS n_clips, count(DISTINCT (video_id, track_id)) AS n_tracks
+FROM clips
+WHERE ts IS NOT NULL
+GROUP BY ALL
+ORDER BY config_hash, camera_id, bucket_start, action;
 """
 
 

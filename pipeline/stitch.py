@@ -1,4 +1,4 @@
-"""After a video's shards commit: one track id per person across shards, and the video's row.
+"""After a video's shards commit: one track id per person across shards, then the video is published.
 
 Id scheme: inside shard ``k`` a track's raw id is ``k * 1_000_000 + n`` (``n`` from the
 shard's tracker, from 1). Shard ``k``'s warm-up re-tracks the end of shard ``k - 1``'s
@@ -20,9 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from videolake.pipeline import storage
+from videolake.pipeline.commit import VideoCommit, is_committed
 from videolake.pipeline.decode import VideoInfo
-from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.lake import Lake, table_path
 from videolake.pipeline.shards import Shard
+from videolake.pipeline.sources import DEFAULT_TIME_PATTERN, VideoSource, recorded_at_for
 
 __all__ = ["VideoOutcome", "stitch_tracks", "finalize_video", "MIN_IOU", "MIN_COMMON_FRAMES"]
 
@@ -125,16 +127,21 @@ def _iou(a: list[float], b: list[float]) -> float:
 
 
 def finalize_video(
-    lake: str, config_hash: str, run_id: str, video_id: str, content_key: str, info: VideoInfo, shards: list[Shard],
-    failures: dict[int, tuple[str, str]], wall_s: float,
+    lake: Lake, config_hash: str, run_id: str, source: VideoSource, info: VideoInfo, shards: list[Shard],
+    failures: dict[int, tuple[str, str]], wall_s: float, shard_rows: list[dict] | None = None,
+    time_pattern: str | None = DEFAULT_TIME_PATTERN,
 ) -> VideoOutcome:
-    """Write the video's track map (when every shard committed) and its ``videos`` row.
+    """Stitch the video's track ids (when every shard committed) and publish it: ``lake.commit_video``.
 
-    ``failures`` maps shard index → (error kind, message) for shards that did not commit.
+    ``failures`` maps shard index → (error kind, message) for shards that did not commit;
+    ``shard_rows`` are the run's rows of the ``shards`` table for this video.
     """
-    ledger = [_read(table_path(lake, "ledger", config_hash=config_hash, video_id=video_id, content_key=content_key,
-                               shard_key=s.key()), ["frames_analyzed", "n_detections", "clips_by_action", "warning"])
-              for s in shards]
+    video_id, content_key = source.video_id, source.content_key
+    keys = [s.key() for s in shards]
+    ledger = [_read(table_path(lake.url, "ledger", config_hash=config_hash, video_id=video_id, content_key=content_key,
+                               shard_key=key), ["shard_index", "frames_analyzed", "n_detections", "clips_by_action", "warning",
+                                                "committed_at"])
+              for key in keys]
     committed = [t.to_pylist()[0] for t in ledger if t is not None and t.num_rows]
     clips: Counter[str] = Counter()
     for row in committed:
@@ -142,25 +149,32 @@ def finalize_video(
     frames = sum(r["frames_analyzed"] for r in committed)
     detections = sum(r["n_detections"] for r in committed)
     warnings = "; ".join(sorted({r["warning"] for r in committed if r["warning"]})) or None
-    n_tracks = 0
+    committed_at = {r["shard_index"]: r["committed_at"] for r in committed}
+    mapping: dict[int, int] = {}
     if failures:
         first = min(failures)
         kind, message = failures[first]
         status = "failed"
         error = message if len(shards) <= 1 else f"shard {first} of {len(shards)}: {message}"
+    elif len(committed) < len(shards) and is_committed(lake, config_hash, video_id):
+        # another run analysed the same video at the same time, published it and removed the staged files
+        lake.notify(f"video {video_id} was published by another run meanwhile; keeping its rows")
+        return VideoOutcome(video_id, info.uri, "ok", None, frames, detections, 0, dict(clips))
     else:
         kind = error = None
         status = "ok"
-        mapping = stitch_tracks(lake, config_hash, video_id, content_key, shards)
-        n_tracks = len(set(mapping.values()))
-        write_table(table_path(lake, "track_map", config_hash=config_hash, video_id=video_id, content_key=content_key),
-                    "track_map", [{"video_id": video_id, "content_key": content_key, "raw_track_id": raw, "track_id": tid}
-                                  for raw, tid in sorted(mapping.items())])
-    write_table(table_path(lake, "videos", config_hash=config_hash, video_id=video_id, content_key=content_key), "videos", [{
+        mapping = stitch_tracks(lake.url, config_hash, video_id, content_key, shards)
+    recorded_at, recorded_from = recorded_at_for(source.uri, info.creation_time, time_pattern)
+    n_tracks = len(set(mapping.values()))
+    lake.commit_video(VideoCommit(config_hash, run_id, video={
         "video_id": video_id, "content_key": content_key, "uri": info.uri, "status": status, "error": error,
         "error_kind": kind, "warning": warnings, "duration_s": info.duration_s, "fps": info.fps, "width": info.width,
         "height": info.height, "codec": info.codec, "frames_analyzed": frames, "n_detections": detections,
         "n_tracks": n_tracks, "n_clips": sum(clips.values()), "wall_s": wall_s, "shards_total": len(shards),
         "shards_failed": len(failures), "finished_at": datetime.now(timezone.utc), "run_id": run_id,
-    }])
+        "camera_id": source.camera_id, "recorded_at": recorded_at, "recorded_at_source": recorded_from,
+        "size_bytes": source.size_bytes, "source_version": source.version, "config_hash": config_hash,
+    }, shards=[{**row, "config_hash": config_hash, "committed_at": committed_at.get(row["shard_index"])}
+               for row in shard_rows or []], shard_keys=[] if failures else keys,
+        track_map=mapping))
     return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips))

@@ -5,17 +5,20 @@ fsspec, with options from the standard credential chains plus ``VIDEOLAKE_STORAG
 (JSON, what ``--storage-options`` sets). S3-compatible stores (MinIO, Ceph, R2, moto) take
 the standard ``AWS_ENDPOINT_URL``.
 
-Credentials never leave this module in text: every message built from a storage error passes
-through ``redact``, which blanks the values of secret-looking options and environment variables.
+Credentials never leave in text: ``redact`` blanks the secret values this process knows and
+anything shaped like a credential (see its docstring); every stored or printed error text passes
+through it, and ``redact_logs`` puts it on log handlers. URLs that carry credentials are refused
+as sources and lakes (``has_credentials``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
-import tempfile
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,8 @@ from videolake.pipeline.errors import ConfigError, LakeError, SourceError, Stora
 __all__ = [
     "STORAGE_OPTIONS_ENV", "RemoteFile", "is_remote", "normalize", "storage_options", "set_storage_options",
     "filesystem", "arrow_fs", "read_parquet", "join", "open_input", "list_files", "exists", "read_bytes", "write_bytes", "put_file",
-    "remove", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "storage_error",
+    "remove", "remove_files", "local_tmp", "tmp_path_for", "forwarded_env", "redact", "has_credentials", "RedactingFilter",
+    "redact_logs", "storage_error",
 ]
 
 STORAGE_OPTIONS_ENV = "VIDEOLAKE_STORAGE_OPTIONS"
@@ -35,7 +39,7 @@ _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "a
 # Retries on timeouts, 5xx and throttling, by botocore's own retry modes.
 _S3_DEFAULTS: dict[str, Any] = {"config_kwargs": {"retries": {"max_attempts": 10, "mode": "standard"},
                                                   "connect_timeout": 10, "read_timeout": 60}}
-_SECRET_NAME = re.compile(r"secret|token|password|credential|key$|sas|signature", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"secret|token|password|credential|key$|sas|signature|connection_string|authorization", re.IGNORECASE)
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
                "AZURE_CLIENT_SECRET", "AZURE_STORAGE_CONNECTION_STRING", "GOOGLE_APPLICATION_CREDENTIALS_JSON")
 
@@ -202,10 +206,13 @@ def write_bytes(url: str, data: bytes) -> None:
 
 def tmp_path_for(url: str) -> str:
     """A temporary local file name for building ``url``'s content: beside it when local, so the
-    final rename is atomic; in the temp dir when remote (one PUT is atomic per object)."""
-    name = f"_tmp-{uuid.uuid4().hex}-{os.path.basename(url)}.inprogress"
+    final rename is atomic; in the private scratch folder when remote (one PUT is atomic per object).
+    The name says which process writes it, so a killed run's files are swept (``scratch.sweep_leftovers``)."""
+    from videolake.pipeline.scratch import process_tag, scratch_dir
+
+    name = f"_tmp-{process_tag()}-{uuid.uuid4().hex[:12]}-{os.path.basename(url)}.inprogress"
     if is_remote(url):
-        return os.path.join(tempfile.gettempdir(), name)
+        return os.path.join(scratch_dir(), name)
     os.makedirs(os.path.dirname(url) or ".", exist_ok=True)
     return os.path.join(os.path.dirname(url), name)
 
@@ -243,6 +250,16 @@ def remove(url: str) -> None:
         fs.rm_file(path)
 
 
+def remove_files(urls: list[str]) -> None:
+    """Remove files (missing ones are fine), then the local folders they leave empty."""
+    for url in urls:
+        remove(url)
+    if urls and not is_remote(urls[0]):
+        for folder in sorted({os.path.dirname(u) for u in urls}, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: someone is writing there
+                os.rmdir(folder)
+
+
 _FORWARDED_ENV = re.compile(r"^(VIDEOLAKE_STORAGE_OPTIONS|AWS_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|GOOGLE_CLOUD_PROJECT|AZURE_[A-Z_]+|FSSPEC_[A-Z_]+)$")
 
 
@@ -252,7 +269,10 @@ def forwarded_env() -> dict[str, str]:
 
 
 def _secrets() -> list[str]:
+    """Secret values this process knows of: secret environment variables, secret-named storage options,
+    passwords in URLs among the options and the storage environment, and the parts of connection strings."""
     values = [os.environ.get(name, "") for name in _SECRET_ENV]
+    strings = list(forwarded_env().values())
 
     def walk(obj: Any, name: str = "") -> None:
         if isinstance(obj, dict):
@@ -261,19 +281,70 @@ def _secrets() -> list[str]:
         elif isinstance(obj, (list, tuple)):
             for value in obj:
                 walk(value, name)
-        elif isinstance(obj, str) and _SECRET_NAME.search(name):
-            values.append(obj)
+        elif isinstance(obj, str):
+            strings.append(obj)
+            if _SECRET_NAME.search(name):
+                values.append(obj)
 
     with contextlib.suppress(ConfigError):
         walk(storage_options())
+    for text in strings + values:
+        values += [m.group("value") or m.group("value2") or m.group("value3") or m.group("value4")
+                   for m in _CREDENTIAL.finditer(text)]
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 
+# Credentials in free text, known or not: a password in a URL (scheme://user:PASSWORD@host), a
+# secret-named key=value pair (AccountKey=..., sig=..., X-Amz-Signature=..., password=...), a
+# secret-named "key": "value" pair (JSON, Python reprs), a Bearer token and an Authorization header.
+_SECRET_PAIR_NAME = (r"[\w.-]*(?:secret|token|passw(?:or)?d|pwd|accountkey|accesskey|access_key|signature|credential|"
+                     r"api_?key|private_?key|connection_?string|authorization)[\w.-]*|sig|key")
+_CREDENTIAL = re.compile(
+    r"(?P<url>[a-z][a-z0-9+.-]*://[^\s/:@'\"]*:)(?P<value>[^\s/@'\"]+)(?=@)"
+    rf"|(?P<pair>(?<![\w-])(?:{_SECRET_PAIR_NAME})\s*=\s*)(?P<value2>[^\s;&,'\"]+)"
+    rf"|(?P<json>[\"'](?:{_SECRET_PAIR_NAME})[\"']\s*:\s*[\"'])(?P<value3>[^\"']+)"
+    r"|(?P<scheme>\bbearer\s+|\bauthorization\s*:\s*(?:basic\s+|bearer\s+|token\s+)?)(?P<value4>[a-z0-9._~+/=-]{6,})",
+    re.IGNORECASE,
+)
+
+
+def _blank(match: re.Match[str]) -> str:
+    prefix = match.group("url") or match.group("pair") or match.group("json") or match.group("scheme") or ""
+    return prefix + "***"
+
+
 def redact(text: str) -> str:
-    """``text`` with every known secret value replaced by ``***``."""
+    """``text`` with every credential blanked to ``***``: the values this process knows to be secret
+    (environment, storage options, their URLs and connection strings), and anything that has the form of
+    one (URL passwords, secret-named ``key=value`` and ``"key": "value"`` pairs, ``Bearer`` tokens)."""
     for secret in _secrets():
         text = text.replace(secret, "***")
-    return text
+    return _CREDENTIAL.sub(_blank, text)
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries a credential (a password, a signature, a token): such URLs are refused as
+    sources and lakes, because a URL is stored in the lake, the logs and the run's Prefect parameters."""
+    return _CREDENTIAL.sub(_blank, url) != url
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record's text, traceback included, through ``redact``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+            record.exc_info = None
+        return True
+
+
+def redact_logs(*loggers: str) -> None:
+    """Put a ``RedactingFilter`` on every handler of ``loggers`` (and the root logger's), once."""
+    for name in ("", *loggers):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
 
 
 def storage_error(url: str, exc: BaseException, what: str, kind: type[VideolakeError] = LakeError) -> VideolakeError:

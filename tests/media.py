@@ -164,3 +164,198 @@ def make_damaged_corpus(directory: Path) -> dict[str, Path]:
     for p in directory.glob("_source.*"):
         p.unlink()
     return out
+
+
+def with_creation_time(src: Path, dst: Path, creation_time: str) -> Path:
+    """``src``'s video stream remuxed (no re-encoding) into ``dst`` with a container ``creation_time`` tag."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        out.metadata["creation_time"] = creation_time
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = copy
+            out.mux(packet)
+    return dst
+
+
+def _ts_segment(size: tuple[int, int], n_frames: int, first_pts: int, fps: int = 25) -> bytes:
+    """An MPEG-2 transport stream of ``n_frames`` frames of ``size``, starting at ``first_pts``."""
+    import io
+
+    frames = real_frames("carphone_pristine.mp4", limit=n_frames, size=size)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg2video", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = first_pts + i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def resolution_switching_ts(path: Path, small: tuple[int, int] = (64, 64), big: tuple[int, int] = (1920, 1088),
+                            n_small: int = 25, n_big: int = 5) -> MediaAsset:
+    """An MPEG-TS whose header says ``small`` and which switches to ``big`` frames after ``n_small``
+    (two transport streams back to back: a broadcast that changes resolution mid-stream)."""
+    path.write_bytes(_ts_segment(small, n_small, 0) + _ts_segment(big, n_big, n_small))
+    return MediaAsset(path, n_small + n_big, 25, small[0], small[1], (n_small + n_big) / 25, broken="switches to a larger size")
+
+
+def raw_h264(path: Path, seconds: float, fps: int = 25, size: tuple[int, int] = (64, 64)) -> MediaAsset:
+    """A raw H.264 elementary stream (no container: no duration, no timestamps), named as ``path`` says (e.g. .mp4)."""
+    frames = real_frames("carphone_pristine.mp4", limit=120, size=size)
+    n = int(seconds * fps)
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frames[i % len(frames)], format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return MediaAsset(path, n, fps, size[0], size[1], n / fps, broken="raw stream: no duration")
+
+
+def all_intra(path: Path, seconds: float, fps: int = 25, size: tuple[int, int] = (64, 48)) -> MediaAsset:
+    """Every frame a keyframe (MJPEG in Matroska): the keyframe index is as long as the video."""
+    frames = real_frames("carphone_pristine.mp4", limit=120, size=size)
+    return encode(path, [frames[i % len(frames)] for i in range(int(seconds * fps))], fps=fps, codec="mjpeg",
+                  pix_fmt="yuvj420p")
+
+
+def _encode_bytes(path: Path, frames: list[np.ndarray], codec: str, pix_fmt: str = "yuv420p", fps: int = 10,
+                  fmt: str | None = None, options: dict | None = None) -> bytes:
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+def fuzz_bases(directory: Path) -> dict[str, bytes]:
+    """Small intact videos to damage: real frames in every container and codec the pipeline meets, a
+    real sample's own bytes, and the hostile generated media (each 1-2 s, 64-176 px wide)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    people = real_frames("carphone_pristine.mp4", limit=20)
+    small = [f[::2, ::2].copy() for f in people]  # 88x72
+    bases = {
+        "mpeg4.mp4": _encode_bytes(directory / "b.mp4", people[:15], "mpeg4"),
+        "h264.mp4": _encode_bytes(directory / "b.mp4", small, "libx264", options={"g": "5"}),
+        "h264.mkv": _encode_bytes(directory / "b.mkv", small, "libx264", options={"g": "5"}),
+        "vp8.webm": _encode_bytes(directory / "b.webm", small[:12], "libvpx"),
+        "vp9.webm": _encode_bytes(directory / "b.webm", small[:12], "libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8"}),
+        "mpeg2.ts": _encode_bytes(directory / "b.ts", small, "mpeg2video", fmt="mpegts"),
+        "mjpeg.avi": _encode_bytes(directory / "b.avi", small[:10], "mjpeg", pix_fmt="yuvj420p"),
+        "ffv1.mkv": _encode_bytes(directory / "b.mkv", small[:8], "ffv1", pix_fmt="yuv420p"),
+        "h264.mov": _encode_bytes(directory / "b.mov", small, "libx264", options={"g": "5"}),
+    }
+    bases["raw_h264.mp4"] = raw_h264(directory / "raw.mp4", seconds=1.2, size=(88, 72)).path.read_bytes()
+    bases["switch.ts"] = resolution_switching_ts(directory / "switch.ts", small=(64, 64), big=(3840, 2160),
+                                                 n_small=12, n_big=2).path.read_bytes()
+    with av.open(str(sample_paths()["bikes.mp4"])) as container:  # a real sample's own first 1.5 s, remuxed
+        stream = container.streams.video[0]
+        with av.open(str(directory / "bikes.mp4"), "w") as out:
+            copy = out.add_stream_from_template(stream)
+            for packet in container.demux(stream):
+                if packet.dts is None:
+                    continue
+                if packet.pts is not None and packet.pts * stream.time_base > 1.5:
+                    break
+                packet.stream = copy
+                out.mux(packet)
+    bases["bikes_head.mp4"] = (directory / "bikes.mp4").read_bytes()
+    for p in directory.iterdir():
+        p.unlink()
+    return bases
+
+
+def make_fuzz_corpus(directory: Path, n: int = 200, seed: int = 14) -> dict[str, str]:
+    """``n`` damaged or odd variants, written to ``directory``: name → what was done. Deterministic for ``seed``."""
+    rng = np.random.default_rng(seed)
+    bases = fuzz_bases(directory / "_bases")
+    (directory / "_bases").rmdir()
+    names = sorted(bases)
+    specials = {
+        "zero_bytes.mp4": b"",
+        "one_byte.mkv": b"\x1a",
+        "text.mov": b"not a video at all\n" * 40,
+        "random.ts": rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes(),
+        "y4m_60000.mp4": b"YUV4MPEG2 W60000 H60000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000),
+        "y4m_9000.mkv": b"YUV4MPEG2 W9000 H9000 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000),
+        "y4m_negative.avi": b"YUV4MPEG2 W-64 H64 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000),
+        "y4m_zero_rate.webm": b"YUV4MPEG2 W64 H64 F0:0 Ip A1:1 C420jpeg\nFRAME\n" + bytes(64 * 64 * 3 // 2),
+    }
+
+    def mutate(data: bytes, kind: str) -> bytes:
+        size = len(data)
+        at = int(rng.integers(0, max(1, size)))
+        if kind == "truncate":
+            return data[: int(size * rng.uniform(0.01, 0.99))]
+        if kind == "bitflip":
+            out = bytearray(data)
+            for pos in rng.integers(0, size, size=int(rng.integers(1, 60))):
+                out[pos] ^= 1 << int(rng.integers(0, 8))
+            return bytes(out)
+        if kind == "zero_range":
+            span = int(size * rng.uniform(0.01, 0.3))
+            return data[:at] + bytes(min(span, size - at)) + data[at + span:]
+        if kind == "insert":
+            return data[:at] + rng.integers(0, 256, int(rng.integers(1, 4000)), dtype=np.uint8).tobytes() + data[at:]
+        if kind == "delete":
+            return data[:at] + data[at + int(rng.integers(1, 4000)):]
+        if kind == "duplicate":
+            span = int(rng.integers(16, 8000))
+            return data[:at + span] + data[at:at + span] + data[at + span:]
+        if kind == "shuffle":
+            chunks = [data[i:i + 4096] for i in range(0, size, 4096)]
+            head, rest = chunks[:1], chunks[1:]
+            rng.shuffle(rest)
+            return b"".join(head + rest)
+        if kind == "header_garbage":
+            return rng.integers(0, 256, 64, dtype=np.uint8).tobytes() + data[64:]
+        if kind == "tail_garbage":
+            return data + rng.integers(0, 256, int(rng.integers(1, 20_000)), dtype=np.uint8).tobytes()
+        if kind == "other_header":
+            other = bases[names[int(rng.integers(0, len(names)))]]
+            return other[:256] + data[256:]
+        if kind == "repeat":
+            return data * int(rng.integers(2, 4))
+        if kind == "intact":
+            return data
+        raise ValueError(kind)
+
+    kinds = ["truncate", "bitflip", "zero_range", "insert", "delete", "duplicate", "shuffle", "header_garbage",
+             "tail_garbage", "other_header", "repeat", "intact"]
+    extensions = [".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v"]
+    directory.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    seen: set[bytes] = set()  # the lake counts copies of one content once: every variant is distinct
+    for name, data in specials.items():
+        (directory / name).write_bytes(data)
+        out[name] = name.split(".")[0]
+        seen.add(data)
+    i = 0
+    while len(out) < n:
+        base, kind = names[i % len(names)], kinds[(i // len(names)) % len(kinds)]
+        data = mutate(bases[base], kind)
+        i += 1
+        if data in seen:  # e.g. a shuffle of a file of one chunk, or a zeroed range that was zero
+            continue
+        seen.add(data)
+        stem, ext = base.rsplit(".", 1)
+        if rng.random() < 0.15:  # the wrong extension for what is inside
+            ext = extensions[int(rng.integers(0, len(extensions)))].lstrip(".")
+        name = f"{len(out):03d}_{kind}_{stem}.{ext}"
+        (directory / name).write_bytes(data)
+        out[name] = f"{kind} of {base}"
+    return out

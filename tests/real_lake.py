@@ -18,10 +18,10 @@ from videolake.pipeline.analyze import ShardJob, VideoAnalyzer
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import probe
 from videolake.pipeline.detect import Detector
-from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.lake import Lake
 from videolake.pipeline.models import resolve_actions, resolve_detector
 from videolake.pipeline.shards import plan_shards
-from videolake.pipeline.sources import video_id_for
+from videolake.pipeline.sources import discover
 from videolake.pipeline.stitch import finalize_video
 from tests.conftest import FAST
 
@@ -54,22 +54,23 @@ def _build(samples_dir: Path, lake: Path) -> RealLake:
     detector = Detector(detector_info.path, imgsz=cfg.imgsz, conf=cfg.conf, device="cpu")
     analyzer = VideoAnalyzer(cfg, detector, ActionModel.load(actions_info.path))
     started = datetime.now(timezone.utc)
+    opened = Lake.open_or_create(lake)
     video_ids, uris = {}, {}
     for name in SAMPLE_NAMES:
-        uri = str((samples_dir / name).resolve())
-        info = probe(uri)
+        (source,) = discover([samples_dir / name])
+        info = probe(source.uri)
         (shard,) = plan_shards(info, 0, cfg.clip_seconds)
-        job = ShardJob(video_id_for(uri), "content", info, shard, str(lake), RUN_ID, config_hash)
+        job = ShardJob(source.video_id, source.content_key, info, shard, opened.url, RUN_ID, config_hash)
         result = analyzer.analyze(job)
         assert result.status == "ok", result.error
-        outcome = finalize_video(str(lake), config_hash, RUN_ID, job.video_id, "content", info, [shard], {}, result.wall_s)
+        outcome = finalize_video(opened, config_hash, RUN_ID, source, info, [shard], {}, result.wall_s)
         assert outcome.status == "ok"
-        video_ids[name], uris[name] = job.video_id, uri
-    write_table(table_path(lake, "runs", run_id=RUN_ID), "runs", [{
+        video_ids[name], uris[name] = source.video_id, source.uri
+    opened.commit_run({
         "run_id": RUN_ID, "started_at": started, "finished_at": datetime.now(timezone.utc),
         "config": json.dumps(cfg.to_dict(), sort_keys=True), "config_hash": config_hash,
         "detector": "default", "detector_sha256": detector_info.sha256, "action_model": "default",
         "action_model_sha256": actions_info.sha256, "action_classes": list(analyzer.action_model.classes),
         "videos_ok": len(SAMPLE_NAMES), "videos_failed": 0, "frames_analyzed": 0, "wall_s": 0.0,
-    }])
+    })
     return RealLake(lake, config_hash, video_ids, uris)

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from videolake.pipeline.actions import ACTIONS
-from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.commit import VideoCommit
+from videolake.pipeline.lake import Lake, table_path, write_table
 from videolake.pipeline.synthetic import generate_tracks
 
 CONFIG_HASH = "5e17e7c0ffee0001"
@@ -42,6 +43,7 @@ class SyntheticLabels:
 
 def write_synthetic_lake(lake: Path, labels_csv: Path, n_tracks: int, seed: int, prefix: str) -> SyntheticLabels:
     """Add ``n_tracks`` synthetic tracks as videos ``<prefix>-...`` to ``lake``; write their labels CSV."""
+    opened = Lake.open_or_create(lake)
     by_size: dict[tuple[int, int], list] = defaultdict(list)
     for track in generate_tracks(n_tracks, seed):
         by_size[(track.frame_width, track.frame_height)].append(track)
@@ -70,34 +72,29 @@ def write_synthetic_lake(lake: Path, labels_csv: Path, n_tracks: int, seed: int,
                 labels["track_id"].append(i + 1)
             detections.sort(key=lambda d: (d["t_s"], d["track_id"]))
             duration_s = SLOT_S * ((len(chunk) + LANES - 1) // LANES)
-            keys = dict(config_hash=CONFIG_HASH, video_id=video_id, content_key="synthetic")
-            write_table(table_path(lake, "detections", shard_key="s0", **keys), "detections", detections)
-            write_table(table_path(lake, "clips", shard_key="s0", **keys), "clips", [])
-            write_table(table_path(lake, "ledger", shard_key="s0", **keys), "ledger",
-                        [{"video_id": video_id, "content_key": "synthetic", "shard_index": 0, "run_id": RUN_ID}])
-            write_table(table_path(lake, "videos", **keys), "videos", [{
-                "video_id": video_id, "content_key": "synthetic", "uri": uri, "status": "ok",
-                "finished_at": datetime(2025, 1, 1, tzinfo=timezone.utc), "duration_s": duration_s, "fps": 30.0,
+            publish_video(opened, video_id, config_hash=CONFIG_HASH, content_key="synthetic", run_id=RUN_ID,
+                          detections=detections, video={
+                "uri": uri, "finished_at": datetime(2025, 1, 1, tzinfo=timezone.utc), "duration_s": duration_s, "fps": 30.0,
                 "width": width, "height": height, "codec": "synthetic", "frames_analyzed": int(duration_s * 30),
-                "n_detections": len(detections), "n_tracks": len(chunk), "n_clips": 0, "run_id": RUN_ID,
-            }])
+                "n_detections": len(detections), "n_tracks": len(chunk), "n_clips": 0,
+            })
             video_ids.append(video_id)
             uris.append(uri)
-    _write_run(lake)
+    _write_run(opened)
     labels_csv.parent.mkdir(parents=True, exist_ok=True)
     pcsv.write_csv(pa.table(dict(labels)), labels_csv)
     return SyntheticLabels(labels_csv, len(labels["action"]), tuple(video_ids), tuple(uris))
 
 
-def _write_run(lake: Path) -> None:
+def _write_run(lake: Lake) -> None:
     now = datetime(2025, 1, 1, tzinfo=timezone.utc)
     config = {"analysis_fps": 0.0, "clip_seconds": CLIP_S, "min_track_frames": 4, "imgsz": 640, "conf": 0.25,
               "tracker": "bytetrack", "detector": "synthetic", "actions": "default"}
-    write_table(table_path(lake, "runs", run_id=RUN_ID), "runs", [{
+    lake.commit_run({
         "run_id": RUN_ID, "started_at": now, "finished_at": now, "config": json.dumps(config, sort_keys=True),
         "config_hash": CONFIG_HASH, "detector": "synthetic", "action_model": "none", "action_classes": [],
         "videos_ok": 0, "videos_failed": 0, "frames_analyzed": 0, "wall_s": 0.0,
-    }])
+    })
 
 
 def class_counts(labels_csv: Path) -> dict[str, int]:
@@ -105,17 +102,33 @@ def class_counts(labels_csv: Path) -> dict[str, int]:
     return {a: int(n) for a, n in zip(*np.unique(actions, return_counts=True))}
 
 
-def write_sharded_video(lake, video_id: str, n_shards: int, finished: bool = True, frames_per_shard: int = 10) -> None:
-    """One video's per-shard detections and ledger rows (config ``h``, content ``c``), as a run commits
-    them; ``finished`` adds the track map and the videos row that a finished video gets."""
-    kw = dict(config_hash="h", video_id=video_id, content_key="c")
-    for shard in range(n_shards):
-        rows = [{"video_id": video_id, "content_key": "c", "shard_index": shard, "frame_index": shard * frames_per_shard + i,
-                 "t_s": shard + i / frames_per_shard, "track_id": 1, "class_id": 0, "class_name": "Normal", "confidence": 0.9,
-                 "x1": 0, "y1": 0, "x2": 1, "y2": 1, "run_id": "r"} for i in range(frames_per_shard)]
-        write_table(table_path(lake, "detections", shard_key=f"s{shard}", **kw), "detections", rows)
-        write_table(table_path(lake, "ledger", shard_key=f"s{shard}", **kw), "ledger",
-                    [{"video_id": video_id, "content_key": "c", "shard_index": shard}])
-    if finished:
-        write_table(table_path(lake, "track_map", **kw), "track_map", [])
-        write_table(table_path(lake, "videos", **kw), "videos", [{"video_id": video_id, "content_key": "c", "status": "ok"}])
+def publish_video(
+    lake, video_id: str, *, config_hash: str = "h", content_key: str = "c", detections=(), clips=(), video=None,
+    track_map=None, run_id: str = "r", shards=None,
+) -> Lake:
+    """Publish one video as a run does: its rows as staged shard files (by ``shard_index``), then
+    ``lake.commit_video``. ``video`` overrides fields of its ``videos`` row (``status``, ``finished_at``...)."""
+    lake = lake if isinstance(lake, Lake) else Lake.open_or_create(lake)
+    indices = sorted({int(r.get("shard_index") or 0) for r in [*detections, *clips]} | set(shards or ()) or {0})
+    row = {"video_id": video_id, "content_key": content_key, "status": "ok", "run_id": run_id, "config_hash": config_hash,
+           "finished_at": datetime.now(timezone.utc), **(video or {})}
+    keys = []
+    for index in indices:
+        kw = dict(config_hash=config_hash, video_id=video_id, content_key=content_key, shard_key=f"s{index:05d}")
+        base = {"video_id": video_id, "content_key": content_key, "shard_index": index, "run_id": run_id}
+        write_table(table_path(lake.url, "detections", **kw), "detections",
+                    [{**base, **d} for d in detections if int(d.get("shard_index") or 0) == index])
+        write_table(table_path(lake.url, "clips", **kw), "clips", [{**base, **c} for c in clips if int(c.get("shard_index") or 0) == index])
+        write_table(table_path(lake.url, "ledger", **kw), "ledger", [base])
+        keys.append(kw["shard_key"])
+    lake.commit_video(VideoCommit(config_hash, run_id, row, shard_keys=keys if row["status"] == "ok" else [],
+                                  track_map=dict(track_map or {})))
+    return lake
+
+
+def write_sharded_video(lake, video_id: str, n_shards: int, frames_per_shard: int = 10) -> Lake:
+    """One published video of ``n_shards`` shards (config ``h``, content ``c``), one track."""
+    rows = [{"shard_index": shard, "frame_index": shard * frames_per_shard + i, "t_s": shard + i / frames_per_shard,
+             "track_id": 1, "class_id": 0, "class_name": "Normal", "confidence": 0.9, "x1": 0, "y1": 0, "x2": 1, "y2": 1}
+            for shard in range(n_shards) for i in range(frames_per_shard)]
+    return publish_video(lake, video_id, detections=rows)

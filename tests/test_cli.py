@@ -40,6 +40,20 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
     table = vl("query", lake, "SELECT action, count(*) AS n FROM clips GROUP BY 1 ORDER BY 1", env=cli_env)
     assert table.returncode == 0 and "action" in table.stdout
 
+    # The archive moves: nothing is analysed again (no Prefect, no Ray) and the new paths are recorded.
+    moved = tmp_path / "archive" / "cam7"
+    moved.mkdir(parents=True)
+    for name in ("carphone_pristine.mp4", "bigbuckbunny.mp4"):
+        (moved / name).write_bytes((samples_dir / name).read_bytes())
+    again = vl("run", moved, "--out", lake, *FAST_FLAGS, env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "videos: 0 ok, 0 failed; 0 new, 2 already done (2 at a new path)" in again.stdout, again.stdout
+    q = vl("query", lake, "SELECT uri, camera_id FROM videos ORDER BY 1", "--format", "json", env=cli_env)
+    assert [r["uri"] for r in json.loads(q.stdout)] == [str(moved / "bigbuckbunny.mp4"), str(moved / "carphone_pristine.mp4")]
+    assert {r["camera_id"] for r in json.loads(q.stdout)} == {samples_dir.name}  # the camera of the first analysis stays
+    q = vl("query", lake, "SELECT count(*) AS n FROM runs", "--format", "json", env=cli_env)
+    assert json.loads(q.stdout) == [{"n": 2}]
+
 
 @pytest.mark.parametrize(
     "args, code, message",
@@ -53,7 +67,12 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--detector", "{tmp}/nope.pt"], 1, "detector weights not found"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--actions", "{tmp}/file"], 1, "must be a .safetensors file"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--config", "{tmp}/missing.yaml"], 2, "config file not found"),
-        (["query", "{tmp}/nolake", "SELECT 1"], 1, "lake not found"),
+        (["query", "{tmp}/nolake", "SELECT 1"], 2, "is not a videolake lake"),
+        (["query", "{tmp}", "SELECT 1"], 2, "is not a videolake lake"),
+        (["report", "{tmp}", "--out", "{tmp}/report"], 2, "is not a videolake lake"),
+        (["render", "{tmp}", "--video", "v", "--out", "{tmp}/x.mp4"], 2, "is not a videolake lake"),
+        (["compact", "{tmp}"], 2, "is not a videolake lake"),
+        (["migrate", "{tmp}"], 2, "is not a videolake lake"),
         (["query", "{tmp}", "SELECT 1", "--format", "xml"], 2, "--format must be"),
     ],
 )
@@ -61,6 +80,7 @@ def test_bad_arguments_exit_non_zero_with_one_line_and_no_traceback(samples_dir,
     (tmp_path / "file").write_text("x")
     result = vl(*[a.format(tmp=tmp_path, samples=samples_dir) for a in args], env=cli_env, timeout=180)
     assert result.returncode == code, (result.stdout, result.stderr)
+    assert not (tmp_path / "_videolake.json").exists() and not (tmp_path / "nolake").exists()  # only `run` makes a lake
     lines = result.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
@@ -91,9 +111,10 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_rows_of_a_clean_run(samples
     proc = subprocess.Popen([videolake_bin(), "run", *map(str, args), "--out", str(lake)], env=cli_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while len(list(lake.glob("ledger/*/*/*.parquet"))) < 3 and time.time() < deadline and proc.poll() is None:
+    staged = "_staging/ledger/*/*/*.parquet"
+    while len(list(lake.glob(staged))) < 3 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    committed = len(list(lake.glob("ledger/*/*/*.parquet")))
+    committed = len(list(lake.glob(staged)))
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, mid-run
     proc.wait()
     assert 3 <= committed < 8, "the kill should land after some shards and before the end"
@@ -125,3 +146,52 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_rows_of_a_clean_run(samples
     counts = {t: table(lake, f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in ("detections", "clips", "tracks")}
     print(f"resume: killed after {committed}/8 shards committed; rerun: {resumed.stdout.splitlines()[2]}; "
           f"lake equals the clean run's: {counts}")
+
+
+def test_credentials_in_urls_are_refused_and_never_printed_stored_or_sent_to_prefect(samples_dir, tmp_path, cli_env):
+    from prefect.client.orchestration import get_client
+
+    secret, sas = "planted-url-password-3", "planted%2Bsas%2Fsig5"
+    lake = tmp_path / "lake"
+    cases = [
+        ["--debug", "run", f"https://cam-user:{secret}@127.0.0.1:9/cam1.mp4", "--out", lake],
+        ["--debug", "run", samples_dir / "bikes.mp4", "--out", f"s3://AKIAKEY:{secret}@lake-bucket/lake"],
+        ["--debug", "serve", f"https://acct.blob.core.windows.net/cams/?sv=2022&sig={sas}", "--out", lake, "--interval", "60"],
+    ]
+    for args in cases:
+        result = vl(*args, env=cli_env, timeout=180)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, output
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "must not carry credentials" in output
+        assert secret not in output and sas not in output
+    assert not lake.exists()
+    with get_client(sync_client=True) as client:
+        stored = repr([r.parameters for r in client.read_flow_runs()]) + repr([d.parameters for d in client.read_deployments()])
+    assert secret not in stored and sas not in stored
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--config", "{tmp}/bad.yaml"], 2,
+         "config file {tmp}/bad.yaml is not valid YAML at line 2, column 6: mapping values are not allowed here"),
+        (["serve", "{samples}", "--out", "{tmp}/lake", "--cron", "61 * * * *"], 2, 'Invalid cron string: "61 * * * *"'),
+        (["serve", "{samples}", "--out", "{tmp}/lake", "--cron", "0 * * * *", "--timezone", "Mars/Olympus"], 2,
+         "--timezone must be an IANA time zone"),
+        (["serve", "{samples}", "--out", "{tmp}/lake", "--interval", "0"], 2, "--interval must be > 0 seconds"),
+        (["query", "{tmp}/corrupt", "SELECT count(*) FROM detections"], 1,
+         "cannot read the lake {tmp}/corrupt: table detections: Could not open Parquet input source 'config_hash=h/"),
+        (["query", "{tmp}/corrupt"], 1, "cannot read the lake {tmp}/corrupt"),
+    ],
+)
+def test_errors_are_one_line_with_the_documented_exit_code(samples_dir, tmp_path, cli_env, args, code, message):
+    from tests.synthetic_lake import write_sharded_video
+
+    (tmp_path / "bad.yaml").write_text("imgsz: 320\n  bad: [\n")
+    write_sharded_video(str(tmp_path / "corrupt"), "a", n_shards=2)
+    damaged = sorted((tmp_path / "corrupt" / "detections").rglob("*.parquet"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:-12])  # a file cut short: no Parquet footer
+    result = vl(*[a.format(tmp=tmp_path, samples=samples_dir) for a in args], env=cli_env, timeout=180)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert result.stderr.strip().splitlines() == [f"error: {message.format(tmp=tmp_path)}"] or (
+        len(result.stderr.strip().splitlines()) == 1 and message.format(tmp=tmp_path) in result.stderr), result.stderr

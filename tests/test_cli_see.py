@@ -111,7 +111,8 @@ def test_train_on_labels_evaluate_and_run_with_the_new_model_under_its_own_confi
     (["eval-actions", "{tmp}/held_out.csv", "--lake", "{lake}", "--actions", "{default_model}"], 2,
      "the labels use class(es) the model does not know"),
     (["render", "{lake}", "--video", "nope", "-o", "{tmp}/x.mp4"], 2, "is not in the lake"),
-    (["report", "{tmp}/nolake", "-o", "{tmp}/r"], 1, "lake not found"),
+    (["report", "{tmp}/nolake", "-o", "{tmp}/r"], 2, "is not a videolake lake"),
+    (["train-actions", "{tmp}/labels.csv", "--lake", "{tmp}", "-o", "{tmp}/m.safetensors"], 2, "is not a videolake lake"),
 ])
 def test_bad_arguments_exit_non_zero_with_one_line(synthetic, tmp_path, cli_env, args, code, message):
     from videolake.pipeline.models import default_actions_path

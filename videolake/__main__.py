@@ -1,3 +1,3 @@
-from videolake.cli import app
+from videolake.cli import entry
 
-app(prog_name="videolake")
+entry()

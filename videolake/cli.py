@@ -1,4 +1,4 @@
-"""``videolake``: run, serve, query, compact, samples, models, train-actions (render, report, eval-actions)."""
+"""``videolake``: run, serve, query, compact, migrate, samples, models, train-actions (render, report, eval-actions)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,47 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 
-from videolake.pipeline.errors import ConfigError, VideolakeError
+from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
 
 app = typer.Typer(
     name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Batch video analytics: people, tracks and actions from videos into a Parquet lake you query with SQL.",
+    help="Batch video analytics: people, tracks and actions from videos into a lake of Delta tables you query with SQL.",
 )
 T = TypeVar("T")
 _debug = False
+
+
+def entry(prog_name: str = "videolake") -> None:
+    """The console script: ``app``, then an exit that skips native libraries' teardown.
+
+    Python's exit handlers run (Ray's shutdown, a temporary Prefect server's stop, log
+    flushing); what is skipped is the C++ static destruction after them, where pyarrow's and
+    delta-rs' thread pools can abort a process that already finished its work (``terminate
+    called without an active exception``, exit 134, about one compaction in a hundred here;
+    apache/arrow#34314, delta-io/delta-rs#2184).
+    """
+    import atexit
+
+    code: int | str | None = 0
+    try:
+        app(prog_name=prog_name)
+    except SystemExit as exc:
+        code = exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except BaseException:  # noqa: BLE001 - printed as Python would, then the same exit
+        traceback.print_exc()
+        code = 1
+    finally:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
 
 
 @app.callback()
@@ -36,24 +69,31 @@ def _guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except VideolakeError as exc:
-        if _debug:
-            traceback.print_exc()
-        typer.echo(f"error: {_redact(str(exc))}", err=True)
+        _print_traceback()
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        if _debug:
-            traceback.print_exc()
-        typer.echo(f"error: {type(exc).__name__}: {_redact(str(exc))} (rerun with --debug for the traceback)", err=True)
+        _print_traceback()
+        typer.echo(f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)", err=True)
         raise typer.Exit(1) from None
 
 
-def _redact(text: str) -> str:
+def _print_traceback() -> None:
+    """With --debug: the traceback of the exception being handled, redacted like every other error text."""
+    if _debug:
+        from videolake.pipeline.storage import redact
+
+        typer.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+
+
+def _one_line(text: str) -> str:
+    """An error text as one redacted line."""
     from videolake.pipeline.storage import redact
 
-    return redact(text)
+    return " ".join(redact(text).split())
 
 
 _STORAGE_HELP = ("JSON options for the bucket's filesystem (fsspec/s3fs), e.g. credentials or "
@@ -88,6 +128,8 @@ def run(
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
     decoders: Optional[int] = typer.Option(None, help="Shards one actor runs at once, each decoding in its own thread [default: 4 on CUDA, 1 on CPU]."),
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
+    camera_pattern: Optional[str] = typer.Option(None, "--camera-pattern", help="Regular expression on each video's path whose group 'camera' (or first group) is its camera_id [default: the parent folder's name]."),
+    time_pattern: Optional[str] = typer.Option(None, "--time-pattern", help="strptime format of a start time in file names, for recorded_at when the container has no creation_time [default: %Y%m%d_%H%M%S]."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse quarantined videos (failed before on the same content) again."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
@@ -103,16 +145,16 @@ def run(
         base = load_config_file(config) if config else RunConfig()
         cfg = base.merged(dict(
             detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz, clip_seconds=clip_seconds,
-            conf=conf, tracker=tracker, device=device, workers=workers, max_workers=max_workers, ray_address=ray_address, batch=batch,
-            gpus_per_worker=gpus_per_worker, decoders=decoders, shard_seconds=shard_seconds, runtime=runtime,
+            conf=conf, tracker=tracker, device=device, workers=workers, max_workers=max_workers, ray_address=ray_address,
+            batch=batch, gpus_per_worker=gpus_per_worker, decoders=decoders, shard_seconds=shard_seconds, runtime=runtime,
+            camera_pattern=camera_pattern, time_pattern=time_pattern,
         ))
-        from videolake.pipeline.ledger import read_lake_state
         from videolake.pipeline.plan import plan_run
         from videolake.pipeline.runs import RunSummary, triage, write_run_record
 
         started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
         plan = plan_run(sources, out, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
-        work = triage(plan.sources, read_lake_state(plan.lake, plan.config_hash, plan.sources), retry_failed)
+        work = triage(plan.sources, plan.lake.state(plan.config_hash, plan.sources), retry_failed)
         if work.todo:
             _quiet_logs(verbose)
             from videolake.flows.analyze import run_analysis
@@ -147,6 +189,9 @@ def serve(
         _use_storage_options(storage_options)
         if (cron is None) == (interval is None):
             raise ConfigError("give exactly one of --cron and --interval")
+        from videolake.flows.deploy import make_schedule
+
+        make_schedule(cron, interval, timezone)  # a bad schedule fails now, with exit code 2
         cfg = load_config_file(config) if config else RunConfig()
         from videolake.pipeline.plan import plan_run
 
@@ -200,16 +245,43 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
 @app.command()
 def compact(
     lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
+    retention_hours: float = typer.Option(168.0, "--retention-hours", help="Delete files that no table version of the last this many hours reads [default: 168, Delta's own]."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
 ) -> None:
-    """Merge small Parquet files of finished videos into large ones; query results do not change."""
+    """Merge the tables' small files (Delta optimize), delete unread old files (vacuum), checkpoint the logs."""
 
     def go() -> None:
         from videolake.pipeline.compact import compact as run_compaction
+        from videolake.pipeline.lake import Lake
 
         _use_storage_options(storage_options)
-        report = run_compaction(lake)
-        typer.echo(f"compacted {report.files_before} files into {report.files_after} ({report.rows} rows rewritten)")
+        if retention_hours < 0:
+            raise ConfigError(f"--retention-hours must be >= 0, got {retention_hours}")
+        typer.echo(run_compaction(Lake.open(lake), retention_hours).line())
+
+    _guard(go)
+
+
+@app.command()
+def migrate(
+    lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
+    storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
+) -> None:
+    """Upgrade a lake written by an older videolake to Delta tables; nothing is lost (`run` does it too)."""
+
+    def go() -> None:
+        from videolake.pipeline.lake import LAYOUT_VERSION, Lake
+        from videolake.pipeline.migrate import migrate as run_migration
+
+        _use_storage_options(storage_options)
+        opened = Lake(lake)
+        layout = opened.layout()
+        if layout == LAYOUT_VERSION:
+            typer.echo(f"{opened.url} is up to date (layout {LAYOUT_VERSION})")
+            return
+        if layout != 1:
+            Lake.open(lake)  # the one-line "not a lake" error
+        typer.echo(f"upgraded {opened.url} to layout {LAYOUT_VERSION}: {run_migration(opened).line()}")
 
     _guard(go)
 
@@ -282,9 +354,15 @@ def train_actions(
 
 
 def _detector_classes(path: str) -> list[str]:
+    from videolake.pipeline.models import check_safe_ultralytics
+
+    check_safe_ultralytics()
     from ultralytics import YOLO
 
-    return [str(v) for v in YOLO(path).names.values()]
+    try:
+        return [str(v) for v in YOLO(path).names.values()]
+    except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types for bad weights
+        raise ModelError(f"cannot load detector {path}: {exc}") from None
 
 
 def _quiet_logs(verbose: bool) -> None:

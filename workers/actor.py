@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import threading
 from dataclasses import dataclass
 
 import ray
@@ -17,8 +18,9 @@ from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo, probe, use_hardware_decoding
 from videolake.pipeline.detect import Detector
-from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.lake import Lake
 from videolake.pipeline.shards import Shard
+from videolake.pipeline.sources import VideoSource
 from videolake.pipeline.stitch import VideoOutcome, finalize_video
 from videolake.workers.detectors import DetectorPool
 
@@ -27,18 +29,18 @@ __all__ = ["VideoWorker", "ProgressCounter", "VideoToFinalize"]
 
 @dataclass(frozen=True)
 class VideoToFinalize:
-    """A video whose shards all came back: what a worker needs to stitch it and write its rows."""
+    """A video whose shards all came back: what a worker needs to stitch it and publish it."""
 
-    lake: str
+    lake: str  # the lake's URL
     config_hash: str
     run_id: str
-    video_id: str
-    content_key: str
+    source: VideoSource
     info: VideoInfo
     shards: list[Shard]
     failures: dict[int, tuple[str, str]]  # shard index → (error kind, message), for shards that did not commit
     wall_s: float
     shard_rows: list[dict]  # its rows of the ``shards`` table
+    time_pattern: str | None
 
 
 @ray.remote(num_cpus=0)
@@ -79,6 +81,7 @@ class VideoWorker:
         self.node_ip = ray.util.get_node_ip_address()
         self.gpu_ids = [str(i) for i in context.get_accelerator_ids().get("GPU", [])]  # as Ray assigned them
         self.name = f"{socket.gethostname()}:{self.node_id[:8]}/{context.get_actor_id()[:8]}:pid{os.getpid()}"
+        self._opened = threading.local()  # the lakes each thread opened (calls run side by side on CUDA)
 
     def describe(self) -> dict:
         detector = self.analyzer.detector
@@ -96,16 +99,20 @@ class VideoWorker:
         return probe(uri, max_pixels=max_pixels, max_duration_s=max_duration_s)
 
     def finalize(self, video: VideoToFinalize) -> VideoOutcome:
-        """The video's ``shards`` rows (none for a video that could not be probed), then its track map
-        and ``videos`` row."""
-        if video.shard_rows:
-            write_table(table_path(video.lake, "shards", run_id=video.run_id, video_id=video.video_id), "shards",
-                        video.shard_rows)
-        return finalize_video(video.lake, video.config_hash, video.run_id, video.video_id, video.content_key,
-                              video.info, video.shards, video.failures, video.wall_s)
+        """Stitch the video's track ids and publish it (``lake.commit_video``: its rows of ``detections``,
+        ``clips``, ``shards`` and ``videos``, each a Delta transaction)."""
+        return finalize_video(self._lake(video.lake), video.config_hash, video.run_id, video.source, video.info, video.shards,
+                              video.failures, video.wall_s, video.shard_rows, video.time_pattern)
 
     def pid(self) -> int:
         return os.getpid()
+
+    def _lake(self, url: str) -> Lake:
+        """The lake at ``url``, opened once per thread: its Delta tables are then only brought up to date."""
+        lakes = self._opened.__dict__.setdefault("lakes", {})
+        if url not in lakes:
+            lakes[url] = Lake(url)
+        return lakes[url]
 
 
 def _analyzer(config: RunConfig, detector_path: str, actions_path: str, num_threads: int) -> VideoAnalyzer:

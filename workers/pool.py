@@ -32,11 +32,12 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError, W
 from videolake.pipeline.analyze import ShardJob, ShardResult
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
-from videolake.pipeline.errors import ModelError, VideolakeError
+from videolake.pipeline.errors import ModelError, TimedOut, VideolakeError
 from videolake.pipeline.models import ModelInfo
 from videolake.pipeline.stitch import VideoOutcome
 from videolake.pipeline.storage import forwarded_env
 from videolake.workers.actor import ProgressCounter, VideoToFinalize, VideoWorker
+from videolake.workers.local_ray import start_local_ray, stop_local_ray
 from videolake.workers.plan import NodeResources, WorkerPlan, actor_resources, bundle, fits, needs, plan_workers
 
 __all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan",
@@ -57,13 +58,13 @@ class WorkerLost(VideolakeError):
     """The actor running a call died; the call can be retried on another or a restarted actor."""
 
 
-class ShardTimeout(VideolakeError):
+class ShardTimeout(TimedOut):
     """A shard ran past its time limit; its actor was restarted to stop it."""
 
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None) -> Iterator[str]:
-    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a local Ray for the block."""
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a local Ray on loopback for the block."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         yield "existing"
@@ -71,14 +72,17 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
-        ray.init(  # "local": a Ray of its own, even where `ray start` left a cluster (or a stale address) behind
-            address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+        start_local_ray(  # a Ray of its own on loopback, even where `ray start` left a cluster (or a stale address) behind
+            num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
             object_store_memory=_LOCAL_OBJECT_STORE_BYTES, logging_level=logging.ERROR,
         )
     try:
         yield address or "local"
     finally:
-        ray.shutdown()
+        if address:
+            ray.shutdown()
+        else:
+            stop_local_ray()
 
 
 def joined_cluster(config: RunConfig) -> bool:
@@ -160,6 +164,7 @@ class WorkerPool:
         self._releasing = True  # whether actors beyond the backlog may go
         self._target = 0  # actors wanted now
         self._requested = 0  # actors' worth of resources asked of the autoscaler
+        self._wake_at = 0.0  # when the pool's thread looks at the time limits next
         self.most_workers = 0
         with self._lock:
             self._resize()
@@ -214,9 +219,11 @@ class WorkerPool:
         """Analyse one shard; the future fails with ``WorkerLost``, ``ShardTimeout`` or the worker's error."""
         return self._submit("process", (job,), timeout_s, f"shard {job.shard.index} of {job.info.uri}")
 
-    def submit_probe(self, uri: str, max_pixels: int, max_duration_s: float) -> Future[VideoInfo]:
-        """Probe one video on a worker (it reads the video's packets, so not in the driver)."""
-        return self._submit("probe", (uri, max_pixels, max_duration_s), None, f"probing {uri}")
+    def submit_probe(self, uri: str, max_pixels: int, max_duration_s: float,
+                     timeout_s: float | None = None) -> Future[VideoInfo]:
+        """Probe one video on a worker (it reads the video's packets, so not in the driver); the
+        future fails with ``TimedOut`` past ``timeout_s``, ``WorkerLost`` or the probe's own error."""
+        return self._submit("probe", (uri, max_pixels, max_duration_s), timeout_s, f"probing {uri}")
 
     def submit_finalize(self, video: VideoToFinalize) -> Future[VideoOutcome]:
         """Stitch a finished video's tracks and write its rows, on a worker."""
@@ -313,6 +320,8 @@ class WorkerPool:
             call.actor = actor
             if call.timeout_s is not None:
                 call.deadline = time.monotonic() + call.timeout_s
+                if call.deadline < self._wake_at:  # sooner than the pool's thread looks again: wake it
+                    self._events.put(("deadline", None, None, None))
             done = getattr(actor.handle, call.method).remote(*call.args).future()
             done.add_done_callback(lambda f, a=actor, c=call: self._events.put(("done", a, c, f)))
 
@@ -323,7 +332,8 @@ class WorkerPool:
             if call in actor.calls:
                 actor.calls.remove(call)
             if exc is not None and call.timed_out:
-                exc = ShardTimeout(f"{call.what} ran past the {call.timeout_s:.0f} s limit")
+                timed_out = ShardTimeout if call.method == "process" else TimedOut
+                exc = timed_out(f"{call.what} ran past the {call.timeout_s:g} s limit")
             elif isinstance(exc, _LOST):
                 self._describe(actor)  # Ray restarts it (elsewhere if its node is gone); it rejoins once ready
                 exc = WorkerLost(f"worker died while {call.what}: {type(exc).__name__}")
@@ -336,9 +346,13 @@ class WorkerPool:
             call.future.set_exception(exc)
 
     def _until_next_deadline(self) -> float:
+        """How long the pool's thread may wait for Ray: until the next time limit, at most ``_TICK_S``."""
         with self._lock:
+            now = time.monotonic()
             deadlines = [c.deadline for a in self._actors for c in a.calls if c.deadline and not c.timed_out]
-        return max(0.0, min([_TICK_S, *(d - time.monotonic() for d in deadlines)]))
+            wait_s = max(0.0, min([_TICK_S, *(d - now for d in deadlines)]))
+            self._wake_at = now + wait_s  # a call dispatched with a sooner deadline wakes the thread (_dispatch)
+        return wait_s
 
     def _stop_overdue(self, now: float) -> None:
         with self._lock:

@@ -260,9 +260,9 @@ def test_a_worker_node_killed_mid_run_costs_a_retry_and_the_run_completes_exactl
     while killed_at is None and run.poll() is None and time.time() < deadline:
         node = _descendants(victim["pid"])
         busy = [p for p in node if "ray::VideoWorker.process" in " ".join(_cmdline(p))]
-        if busy and list(lake.glob("ledger/*/*/*.parquet")):  # shards committed, one in flight on the victim node
+        if busy and list(lake.glob("_staging/ledger/*/*/*.parquet")):  # shards committed, one in flight on the victim node
             _kill_node(victim["pid"], node)
-            killed_at = len(list(lake.glob("ledger/*/*/*.parquet")))
+            killed_at = len(list(lake.glob("_staging/ledger/*/*/*.parquet")))
         time.sleep(0.05)
     stdout, stderr = run.communicate(timeout=600)
     wall_s = time.perf_counter() - t0

@@ -19,7 +19,7 @@ IMAGE = f"videolake:{VERSION}-gpu"  # the tag the Dockerfile's header, the READM
 
 # Fields of the KubeRay v1 types these manifests use (ray-operator/apis/ray/v1/{raycluster,rayjob}_types.go).
 RAYCLUSTER_SPEC = {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling", "autoscalerOptions",
-                   "headServiceAnnotations", "suspend"}
+                   "headServiceAnnotations", "suspend", "authOptions"}
 HEAD_GROUP = {"serviceType", "headService", "enableIngress", "rayStartParams", "template"}
 WORKER_GROUP = {"groupName", "replicas", "minReplicas", "maxReplicas", "numOfHosts", "rayStartParams", "template",
                 "scaleStrategy"}
@@ -171,3 +171,14 @@ def test_the_ray_cluster_launcher_config_passes_ray_s_schema():
 @pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
 def test_manifests_are_single_yaml_documents(name):
     assert len(list(yaml.safe_load_all((DEPLOY / "kuberay" / name).read_text()))) == 1
+
+
+def test_every_cluster_config_turns_on_ray_token_authentication():
+    from packaging.version import Version
+
+    cluster = _manifest("raycluster.yaml")["spec"]
+    assert cluster["authOptions"] == {"mode": "token"} and Version(cluster["rayVersion"]) >= Version("2.52")
+    launcher = yaml.safe_load((DEPLOY / "ray" / "cluster.yaml").read_text())
+    starts = launcher["head_start_ray_commands"] + launcher["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token ray start" in c for c in starts if "ray start" in c)
+    assert launcher["file_mounts"] == {"~/.ray/auth_token": "~/.ray/auth_token"}

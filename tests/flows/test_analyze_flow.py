@@ -77,24 +77,52 @@ def test_reruns_process_only_what_is_new_changed_or_configured_differently(prefe
     assert "0 new, 1 already done" in "\n".join(again.lines())
     assert {t: _count(lake, t) for t in before} == before
 
-    shutil.copy(samples_dir / "carphone_pristine.mp4", folder / "b.mp4")  # a new video: only it is analysed
+    shutil.copy(samples_dir / "carphone_pristine.mp4", folder / "b.mp4")  # a copy: the same video, nothing to do
     third = analyze(sources=[str(folder)], lake=lake, config=FAST, show_progress=False)
-    assert (third.videos_ok, third.videos_done_before) == (1, 1)
-    assert _count(lake, "detections") == 2 * before["detections"]
+    assert (third.videos_ok, third.videos_done_before, third.shards_processed) == (0, 1, 0)
 
-    os.utime(folder / "a.mp4", ns=(10**18, 10**18))  # a changed video: analysed again, old rows superseded
+    shutil.copy(samples_dir / "bikes.mp4", folder / "c.mp4")  # a new video: only it is analysed
     fourth = analyze(sources=[str(folder)], lake=lake, config=FAST, show_progress=False)
     assert (fourth.videos_ok, fourth.videos_done_before) == (1, 1)
-    assert _count(lake, "detections") == 2 * before["detections"] and _count(lake, "videos") == 2
+    assert _count(lake, "videos") == 2 and _count(lake, "detections") > before["detections"]
+    with_bikes = {t: _count(lake, t) for t in before}
+
+    os.utime(folder / "a.mp4", ns=(10**18, 10**18))  # touched, same bytes: read again, recognised, not analysed
+    shutil.copy(samples_dir / "bigbuckbunny.mp4", folder / "c.mp4")  # replaced by other bytes: a new video
+    fifth = analyze(sources=[str(folder)], lake=lake, config=FAST, show_progress=False)
+    assert (fifth.videos_ok, fifth.videos_done_before) == (1, 1)
+    assert _count(lake, "videos") == 3 and _count(lake, "detections") > with_bikes["detections"]
 
     other = {**FAST, "conf": 0.5}  # a changed config: everything again, both configs kept
-    fifth = analyze(sources=[str(folder)], lake=lake, config=other, show_progress=False)
-    assert fifth.videos_ok == 2 and fifth.config_hash != first.config_hash
-    assert set(run_sql(lake, "SELECT DISTINCT config_hash FROM detections").column("config_hash").to_pylist()) == {fifth.config_hash}
+    sixth = analyze(sources=[str(folder)], lake=lake, config=other, show_progress=False)
+    assert sixth.videos_ok == 2 and sixth.config_hash != first.config_hash
+    latest = run_sql(lake, "SELECT config_hash, count(DISTINCT video_id) AS n FROM detections GROUP BY 1").to_pylist()
+    assert {r["config_hash"]: r["n"] for r in latest} == {sixth.config_hash: 2, first.config_hash: 1}  # bikes: gone meanwhile
     assert set(run_sql(lake, "SELECT DISTINCT config_hash FROM all_detections").column("config_hash").to_pylist()) == {
-        first.config_hash, fifth.config_hash}
+        first.config_hash, sixth.config_hash}
     runs = run_sql(lake, "SELECT shards_total, shards_done_before, shards_processed, shards_failed FROM runs ORDER BY started_at").to_pylist()
-    assert [r["shards_processed"] for r in runs] == [1, 0, 1, 1, 2]
+    assert [r["shards_processed"] for r in runs] == [1, 0, 0, 1, 1, 2]
+
+
+def test_a_video_with_a_creation_time_gets_recorded_at_camera_and_wall_clock_times(prefect_api, ray_local, samples_dir, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from tests.media import with_creation_time
+
+    (tmp_path / "lobby").mkdir()
+    video = with_creation_time(samples_dir / "carphone_pristine.mp4", tmp_path / "lobby" / "door.mp4", "2026-05-01T14:30:00.000000Z")
+    lake = str(tmp_path / "lake")
+    summary = analyze(sources=[str(video)], lake=lake, config={**FAST, "shard_seconds": 2}, show_progress=False)
+    assert summary.videos_ok == 1
+    start = datetime(2026, 5, 1, 14, 30, tzinfo=timezone.utc)
+    (row,) = run_sql(lake, "SELECT camera_id, recorded_at, recorded_at_source FROM videos").to_pylist()
+    assert row == {"camera_id": "lobby", "recorded_at": start, "recorded_at_source": "container"}
+    for table, t in (("detections", "t_s"), ("clips", "t_start_s")):
+        rows = run_sql(lake, f"SELECT {t} AS t, ts, camera_id FROM {table}").to_pylist()
+        assert rows and all(r["ts"] == start + timedelta(microseconds=round(r["t"] * 1e6)) and r["camera_id"] == "lobby"
+                            for r in rows), table
+    found = run_sql(lake, "SELECT count(*) AS n FROM camera_detections('lobby', '2026-05-01 14:30:00', '2026-05-01 14:30:02')")
+    assert 0 < found.column("n")[0].as_py() < _count(lake, "detections")
 
 
 def test_shard_size_does_not_change_the_output_beyond_tracking_noise(prefect_api, ray_local, tmp_path):
@@ -172,7 +200,7 @@ def test_a_worker_killed_mid_shard_costs_one_retry_of_that_shard(prefect_api, ra
     deadline = time.time() + 180
     while killed is None and time.time() < deadline and run.is_alive():
         busy = [p for p in _own_processes() if "ray::VideoWorker.process" in " ".join(_cmdline(p))]
-        if busy and list(lake.glob("ledger/*/*/*.parquet")):  # one shard committed, the next one in flight
+        if busy and list(lake.glob("_staging/ledger/*/*/*.parquet")):  # one shard committed, the next one in flight
             killed = busy[0].pid
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
@@ -183,6 +211,20 @@ def test_a_worker_killed_mid_shard_costs_one_retry_of_that_shard(prefect_api, ra
     shards = run_sql(lake, "SELECT shard_index, status, attempts FROM shards ORDER BY 1").to_pylist()
     assert [s["status"] for s in shards] == ["ok"] * 3
     assert sorted(s["attempts"] for s in shards) == [1, 1, 2]  # the killed shard ran twice; nothing else did
+
+
+def test_a_video_that_times_out_twice_is_quarantined_with_the_reason(prefect_api, ray_local, samples_dir, tmp_path):
+    lake = str(tmp_path / "lake")
+    source = [str(samples_dir / "bikes.mp4")]
+    config = {**FAST, "analysis_fps": 0, "shard_timeout_s": 1, "workers": 1}  # 250 frames: far more than 1 s of work
+    first = analyze(sources=source, lake=lake, config=config, show_progress=False)
+    assert (first.videos_ok, first.videos_failed) == (0, 1)
+    failed = run_sql(lake, "SELECT error_kind, error FROM failed").to_pylist()
+    assert failed[0]["error_kind"] == "timeout" and "ran past the 1 s limit (2 attempts)" in failed[0]["error"], failed
+    assert run_sql(lake, "SELECT attempts FROM shards").column("attempts").to_pylist() == [2]
+    second = analyze(sources=source, lake=lake, config=config, show_progress=False)  # a scheduled rerun: no cost
+    assert (second.videos_failed, second.videos_quarantined, second.shards_total) == (0, 1, 0)
+    assert any("quarantined (use --retry-failed)" in line and "ran past the 1 s limit" in line for line in second.lines())
 
 
 def _own_processes() -> list:

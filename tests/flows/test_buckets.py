@@ -80,7 +80,8 @@ def test_bucket_to_bucket_runs_query_and_increments_like_local_disk_and_never_le
     assert "videos: 0 ok, 0 failed; 0 new, 2 already done" in again.stdout, again.stdout
     print(f"empty run over the bucket: {again.wall_s:.1f} s")
 
-    _upload(s3, samples_dir, cams, {"2026-11-27/cam3/carphone-2.mp4": "carphone_pristine.mp4"})
+    _upload(s3, samples_dir, cams, {"2026-11-27/cam3/carphone-2.mp4": "carphone_pristine.mp4",  # a copy: the same video
+                                    "2026-11-27/cam3/bunny.mp4": "bigbuckbunny.mp4"})
     more = vl("run", f"s3://{cams}/2026-11-27/", "--out", lake, *FAST_FLAGS, *creds, env=env)
     outputs.append(more)
     assert "videos: 1 ok, 0 failed; 1 new, 2 already done" in more.stdout, more.stdout
@@ -100,7 +101,9 @@ def test_bucket_to_bucket_runs_query_and_increments_like_local_disk_and_never_le
     assert len(objects) > 10
     assert all(SECRET.encode() not in s3.cat_file(key) for key in objects)
     assert SECRET not in json.dumps(_prefect_records(prefect_api, lake), default=str)
-    for path in filter(os.path.isfile, glob.glob("/tmp/ray/session_latest/logs/**", recursive=True)):
+    from videolake.pipeline.scratch import ray_temp_dir  # a run's own Ray keeps its sessions there (removed at its end)
+
+    for path in filter(os.path.isfile, glob.glob(f"{ray_temp_dir()}/**", recursive=True) + glob.glob("/tmp/ray/session_latest/logs/**", recursive=True)):
         with open(path, "rb") as f:
             assert SECRET.encode() not in f.read(), path
 

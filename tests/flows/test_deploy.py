@@ -31,7 +31,7 @@ def test_serve_fires_on_its_interval_and_later_runs_only_pick_up_new_videos(samp
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         runs = _wait_for_runs(lake, 2, server, tmp_path / "serve.log")
-        shutil.copy(samples_dir / "carphone_pristine.mp4", videos / "cam2.mp4")  # a new upload between ticks
+        shutil.copy(samples_dir / "bikes.mp4", videos / "cam2.mp4")  # a new upload between ticks (a copy of cam1 would be no new video)
         n = len(runs)
         runs = _wait_for_runs(lake, n + 1, server, tmp_path / "serve.log", new_ok=True)
     finally:

@@ -74,3 +74,45 @@ def test_a_run_killed_with_sigkill_takes_its_temporary_prefect_server_with_it(sa
     run.wait()
     servers[0].wait(timeout=30)  # raises psutil.TimeoutExpired while the server lives on
     assert _servers_of(home) == []
+
+
+_RETENTION_SCRIPT = """
+import sqlite3, sys, time
+from prefect import flow
+from videolake.flows.server import prefect_api_in_background
+
+@flow
+def old():
+    return 1
+
+@flow
+def recent():
+    return 2
+
+with prefect_api_in_background() as wait:
+    wait()
+    old(); recent()
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE flow_run SET start_time = '2020-01-01 00:00:00+00:00', end_time = '2020-01-01 00:00:01+00:00' "
+           "WHERE flow_id IN (SELECT id FROM flow WHERE name = 'old')")
+db.commit()
+with prefect_api_in_background() as wait:  # the next run's server: Prefect's vacuum runs as it starts
+    wait()
+    deadline = time.monotonic() + 90
+    while db.execute("SELECT count(*) FROM flow_run").fetchone()[0] > 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+print(sorted(name for (name,) in db.execute("SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id")), flush=True)
+import os; os._exit(0)  # not Prefect's minute of retrying to ship logs to the stopped server
+"""
+
+
+@pytest.mark.slow
+def test_the_temporary_server_prunes_flow_runs_past_the_retention_period(tmp_path):
+    import subprocess
+    import sys
+
+    home = str(tmp_path / "prefect-home")
+    out = subprocess.run([sys.executable, "-c", _RETENTION_SCRIPT, os.path.join(home, "prefect.db")],
+                         env=_env_without_servers(home), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "['recent']", out.stdout

@@ -25,7 +25,7 @@ WHOLE = Shard(0, 0.0, float("inf"), 0.0, 0, 0.0)
 
 
 def _job(path, lake, shard=WHOLE):
-    return ShardJob(video_id_for(str(path)), "ck", probe(path), shard, str(lake), "run-1", "cfg1")
+    return ShardJob(video_id_for(str(path), "ck"), "ck", probe(path), shard, str(lake), "run-1", "cfg1")
 
 
 def test_carphone_gives_tracked_detections_and_one_clip_row_per_track_and_window(analyzer, samples_dir, tmp_path):

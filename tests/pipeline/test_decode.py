@@ -134,3 +134,45 @@ def test_hardware_decoding_where_the_device_cannot_open_falls_back_to_the_same_f
     assert [h[:2] for h in hardware] == [s[:2] for s in software] and len(software) > 10
     if not torch.cuda.is_available():  # software both times: identical pixels (NVDEC may round differently)
         assert all(np.array_equal(h[2], s[2]) for h, s in zip(hardware, software))
+
+
+def test_a_stream_that_switches_to_frames_over_the_limit_never_decodes_them_at_full_size(tmp_path):
+    from tests.media import resolution_switching_ts
+
+    asset = resolution_switching_ts(tmp_path / "switch.ts")
+    info = probe(asset.path, max_pixels=64 * 64)  # the header declares 64x64: it passes
+    assert (info.width, info.height) == (64, 64)
+    unlimited = {f.image.shape for f in iter_frames(asset.path)}
+    assert (1088, 1920, 3) in unlimited  # the file really switches to 1920x1088
+    stats = DecodeStats()
+    frames = list(iter_frames(asset.path, stats=stats, max_pixels=64 * 64))
+    assert {f.image.shape for f in frames} == {(64, 64, 3)} and len(frames) >= 20
+    assert stats.packet_errors >= 1 and any("over the limit of 4096 pixels" in w for w in stats.warnings), stats.warnings
+
+
+def test_a_raw_h264_stream_named_mp4_is_held_to_the_duration_limit(tmp_path):
+    from tests.media import raw_h264
+
+    asset = raw_h264(tmp_path / "camera.mp4", seconds=4)
+    info = probe(asset.path)
+    assert info.duration_s == pytest.approx(4.0, abs=0.1)  # from its packets: the stream declares none
+    with pytest.raises(DecodeError, match="duration 4 s exceeds the limit of 1 s"):
+        probe(asset.path, max_duration_s=1)
+    with pytest.raises(DecodeError, match="decoded past 1 s"):  # and while decoding, whatever a probe said
+        list(iter_frames(asset.path, max_duration_s=1))
+    assert len(list(iter_frames(asset.path, max_duration_s=5))) == asset.n_frames
+
+
+def test_the_keyframe_index_is_bounded_and_shards_carry_none_of_it(tmp_path):
+    import pickle
+
+    from tests.media import all_intra
+
+    asset = all_intra(tmp_path / "intra.mkv", seconds=6)
+    info = probe(asset.path)
+    assert len(info.keyframes_s) == 6 and np.all(np.diff(info.keyframes_s) >= 1.0)  # not 150: one a second
+    assert info.keyframe_frame_indices[:2] == (0, 25)
+    shipped = info.without_keyframes()
+    assert shipped.keyframes_s == () and len(pickle.dumps(shipped)) < 1000
+    frames = list(iter_frames(asset.path, start_s=info.keyframes_s[3], first_frame_index=info.keyframe_frame_indices[3]))
+    assert frames[0].frame_index == 75 and frames[0].t_s == pytest.approx(3.0)

@@ -1,4 +1,6 @@
+import hashlib
 import logging
+import stat
 import time
 
 import numpy as np
@@ -6,8 +8,8 @@ import pytest
 
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.detect import Detections, Detector, resolve_runtime
-from videolake.pipeline.errors import ConfigError
-from videolake.pipeline.models import default_detector_path, exported_detector
+from videolake.pipeline.errors import ConfigError, ModelError
+from videolake.pipeline.models import default_detector_path, exported_detector, sha256_file
 from tests.media import real_frames
 
 
@@ -97,11 +99,37 @@ def test_export_is_cached_by_weights_and_imgsz_and_written_whole(tmp_path):
     weights = str(default_detector_path())
     first = exported_detector(weights, 320, cache=tmp_path)
     assert first.suffix == ".onnx" and first.stat().st_size > 1_000_000 and "-320-" in first.name
-    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary folder left behind
+    record = first.with_name(first.name + ".sha256")
+    assert sorted(p.name for p in first.parent.iterdir()) == [first.name, record.name]  # no temporary folder left behind
+    assert record.read_text().strip() == sha256_file(first)
+    assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700  # nobody else can swap the model
     mtime = first.stat().st_mtime_ns
     started = time.perf_counter()
     assert exported_detector(weights, 320, cache=tmp_path) == first  # a hit: nothing exported again
     assert time.perf_counter() - started < 1.0 and first.stat().st_mtime_ns == mtime
+
+
+def test_a_cached_export_that_no_longer_matches_its_record_is_exported_again(tmp_path, caplog):
+    weights = str(default_detector_path())
+    first = exported_detector(weights, 320, cache=tmp_path / "new" / "cache")
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in (first.parent, first.parent.parent))
+    good = first.read_bytes()
+    swapped = bytearray(good)
+    swapped[len(good) // 2] ^= 0xFF  # a swapped model under the same cache key
+    first.write_bytes(bytes(swapped))
+    with caplog.at_level(logging.WARNING, logger="videolake.pipeline.models"):
+        again = exported_detector(weights, 320, cache=tmp_path / "new" / "cache")
+    assert again == first and "does not match its recorded sha256" in caplog.text
+    assert sha256_file(again) == again.with_name(again.name + ".sha256").read_text().strip() != sha256_file_bytes(swapped)
+
+
+def test_a_cache_others_can_write_is_not_used(tmp_path, caplog):
+    shared = tmp_path / "shared"
+    (shared / "detectors").mkdir(parents=True)
+    (shared / "detectors").chmod(0o777)
+    with pytest.raises(ModelError, match="writable by other users"):
+        exported_detector(str(default_detector_path()), 320, cache=shared)
+    assert list((shared / "detectors").iterdir()) == []
 
 
 def test_failed_export_falls_back_to_pytorch_with_a_warning(tmp_path, monkeypatch, caplog):
@@ -165,3 +193,7 @@ def test_cuda_batched_fp16_forward_passes_agree_with_single_frames(batch):
         assert len(alone) == len(together)
         if len(alone):
             assert (_box_iou(alone.xyxy, together.xyxy).max(axis=1) >= 0.9).all()
+
+
+def sha256_file_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

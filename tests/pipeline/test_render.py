@@ -7,7 +7,7 @@ import supervision as sv
 
 from videolake.pipeline.decode import iter_frames, probe
 from videolake.pipeline.errors import ConfigError, SourceError
-from videolake.pipeline.lake import table_path, write_table
+from tests.synthetic_lake import publish_video
 from videolake.pipeline.query import connect
 from videolake.pipeline.render import find_video, frames_between, label_for, load_overlay, render_clip
 from tests.real_lake import real_lake
@@ -89,9 +89,8 @@ def test_render_errors_say_what_is_wrong(lake, con, tmp_path):
 
 
 def test_a_moved_source_is_a_source_error(tmp_path):
-    write_table(table_path(tmp_path, "videos", config_hash="h", video_id="gone-1", content_key="c"), "videos", [
-        {"video_id": "gone-1", "content_key": "c", "uri": str(tmp_path / "gone.mp4"), "status": "ok", "width": 64, "height": 64, "fps": 25.0,
-         "duration_s": 2.0, "run_id": "r"}])
+    publish_video(tmp_path, "gone-1", video={"uri": str(tmp_path / "gone.mp4"), "width": 64, "height": 64, "fps": 25.0,
+                                             "duration_s": 2.0})
     con = connect(tmp_path)
     try:
         with pytest.raises(SourceError, match="file not found"):

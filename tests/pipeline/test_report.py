@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.lake import Lake
+from tests.synthetic_lake import publish_video
 from videolake.pipeline.plots import action_colors
 from videolake.pipeline.query import connect
 from videolake.pipeline.report import choose_bucket_s, write_report
@@ -53,12 +54,12 @@ def report(samples_dir, tmp_path_factory):
     lake = root / "lake"
     shutil.copytree(real_lake(samples_dir).path, lake)
     now = datetime.now(timezone.utc)
-    write_table(table_path(lake, "videos", config_hash="ffffffffffffffff", video_id="broken-0123456789ab", content_key="c"), "videos", [{
-        "video_id": "broken-0123456789ab", "content_key": "c", "finished_at": now, "uri": "/videos/broken.mp4", "status": "failed",
-        "error": "/videos/broken.mp4: not a readable video container: Invalid data", "run_id": "second-run"}])
-    write_table(table_path(lake, "runs", run_id="second-run"), "runs", [{
+    publish_video(lake, "broken-0123456789ab", config_hash="ffffffffffffffff", run_id="second-run", video={
+        "finished_at": now, "uri": "/videos/broken.mp4", "status": "failed",
+        "error": "/videos/broken.mp4: not a readable video container: Invalid data"})
+    Lake.open(lake).commit_run({
         "run_id": "second-run", "started_at": now, "finished_at": now, "config": "{}", "config_hash": "ffffffffffffffff",
-        "videos_ok": 0, "videos_failed": 1, "frames_analyzed": 0, "wall_s": 0.5}])
+        "videos_ok": 0, "videos_failed": 1, "frames_analyzed": 0, "wall_s": 0.5})
     con = connect(lake)
     try:
         result = write_report(con, root / "report", keyframes_per_video=2)

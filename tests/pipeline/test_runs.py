@@ -12,7 +12,7 @@ def _source(name: str, content_key: str = "k1") -> VideoSource:
 def test_finished_videos_are_skipped_quarantined_ones_wait_for_retry_failed_and_a_changed_file_is_new():
     done, broken, new, replaced = _source("done"), _source("broken"), _source("new"), _source("replaced", "k2")
     state = LakeState(
-        finished_ok={(done.video_id, "k1"), (replaced.video_id, "k1")},  # "replaced" finished with its old content
+        finished_ok={(done.video_id, "k1"), (replaced.video_id, "k1")},  # "replaced": the same id with older content
         quarantined={(broken.video_id, "k1"): "broken.mp4: no frame could be decoded"},
     )
     sources = [done, broken, new, replaced]

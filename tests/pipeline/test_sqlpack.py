@@ -2,10 +2,11 @@
 
 import pytest
 
-from videolake.pipeline.lake import table_path, write_table
+from videolake.pipeline.lake import Lake
 from videolake.pipeline.query import connect, run_sql
 from videolake.pipeline.sqlpack import SQL_PACK_NAMES
 from tests.real_lake import real_lake
+from tests.synthetic_lake import publish_video
 
 H = "00000000000000aa"
 
@@ -27,14 +28,8 @@ def lake(tmp_path):
     actions_1 = {0: "walking", 1: "walking", 2: "running", 3: "walking", 5: "walking", 6: "unknown"}
     clips = [_clip("v", k, 1, a, 0.8 if k == 1 else 0.9) for k, a in actions_1.items()]
     clips += [_clip("v", k, 2, "standing") for k in (2, 3)]
-    keys = dict(config_hash=H, video_id="v", content_key="c")
-    for clip in clips:
-        clip.update(content_key="c", shard_index=0)
-    write_table(table_path(tmp_path, "clips", shard_key="s0", **keys), "clips", clips)
     dets = [_det("v", t, 1) for t in (0.1, 3.0, 13.5)] + [_det("v", t, 2) for t in (4.2, 7.7)] + [_det("v", 5.0, None)]
-    write_table(table_path(tmp_path, "detections", shard_key="s0", **keys), "detections", dets)
-    write_table(table_path(tmp_path, "ledger", shard_key="s0", **keys), "ledger", [{"video_id": "v", "content_key": "c", "shard_index": 0}])
-    write_table(table_path(tmp_path, "videos", **keys), "videos", [{"video_id": "v", "content_key": "c", "status": "ok"}])
+    publish_video(tmp_path, "v", config_hash=H, detections=dets, clips=clips)
     return tmp_path
 
 
@@ -76,11 +71,13 @@ def test_track_dwell_and_first_actions(lake):
 
 
 def test_an_empty_lake_has_the_pack_too(tmp_path):
+    Lake.open_or_create(tmp_path)
     con = connect(tmp_path)
     try:
+        calls = {"actions_per_bucket": "(10)", "actions_per_camera": "()",
+                 "camera_detections": "(NULL, '2026-01-01', '2026-01-02')", "camera_clips": "('cam', '2026-01-01', '2026-01-02')"}
         for name in SQL_PACK_NAMES:
-            sql = f"SELECT count(*) FROM {name}(10)" if name == "actions_per_bucket" else f"SELECT count(*) FROM {name}"
-            assert con.execute(sql).fetchone() == (0,)
+            assert con.execute(f"SELECT count(*) FROM {name}{calls.get(name, '')}").fetchone() == (0,)
     finally:
         con.close()
 
@@ -93,3 +90,30 @@ def test_on_the_real_sample_lake_episodes_account_for_every_tracked_clip(samples
                            "(SELECT count(*) FROM track_dwell) AS dwell, (SELECT count(*) FROM tracks) AS tracks").to_pylist()[0]
     assert totals["episodes"] == totals["clips"] == totals["bucketed"] > 0
     assert totals["dwell"] == totals["tracks"] > 0
+
+
+def test_camera_and_wall_clock_macros_answer_what_happened_on_a_camera_at_a_time(tmp_path):
+    from datetime import datetime, timezone
+
+    start = datetime(2026, 5, 1, 14, 30, tzinfo=timezone.utc)
+    clips = [_clip("a", k, 1, a) for k, a in enumerate(["walking", "walking", "running", "falling"])]
+    dets = [_det("a", t, 1) for t in (0.5, 3.0, 5.5, 7.9)]
+    lake = publish_video(tmp_path, "a", config_hash=H, detections=dets, clips=clips,
+                         video={"camera_id": "cam3", "recorded_at": start})
+    publish_video(lake, "b", config_hash=H, detections=[_det("b", 1.0, 1)], clips=[_clip("b", 0, 1, "walking")],
+                  video={"camera_id": "cam4", "recorded_at": start})
+    publish_video(lake, "untimed", config_hash=H, detections=[_det("untimed", 1.0, 1)], video={"camera_id": "cam3"})
+    # 14:30:04.5-14:30:06: clip 2 (4-6 s) overlaps; clip 3 starts at 6 s, outside; one detection at 5.5 s.
+    got = run_sql(lake.url, "SELECT clip_index, action, ts FROM camera_clips('cam3', '2026-05-01 14:30:04.5', "
+                            "'2026-05-01 14:30:06')").to_pylist()
+    assert [(r["clip_index"], r["action"]) for r in got] == [(2, "running")]
+    assert got[0]["ts"] == datetime(2026, 5, 1, 14, 30, 4, tzinfo=timezone.utc)
+    dets_in_range = run_sql(lake.url, "SELECT video_id, t_s FROM camera_detections('cam3', TIMESTAMPTZ '2026-05-01 14:30:04.5+00', "
+                                      "'2026-05-01 14:30:06')").to_pylist()
+    assert dets_in_range == [{"video_id": "a", "t_s": 5.5}]
+    every_camera = run_sql(lake.url, "SELECT DISTINCT camera_id FROM camera_detections(NULL, '2026-05-01', '2026-05-02') ORDER BY 1")
+    assert every_camera.column(0).to_pylist() == ["cam3", "cam4"]  # the untimed video has no wall-clock time
+    per_camera = run_sql(lake.url, "SELECT camera_id, bucket_start, action, n_clips FROM actions_per_camera(INTERVAL 1 HOUR)")
+    assert {(r["camera_id"], r["action"]): r["n_clips"] for r in per_camera.to_pylist()} == {
+        ("cam3", "walking"): 2, ("cam3", "running"): 1, ("cam3", "falling"): 1, ("cam4", "walking"): 1}
+    assert {r["bucket_start"] for r in per_camera.to_pylist()} == {datetime(2026, 5, 1, 14, tzinfo=timezone.utc)}

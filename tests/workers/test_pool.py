@@ -46,7 +46,7 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
         assert info[0]["device"] == "cpu" and info[0]["classes"] == {0: "Normal", 1: "Fall"}
         assert info[0]["node_id"] == ray.get_runtime_context().get_node_id() and info[0]["gpu_ids"] == []
         path = samples_dir / "bikes.mp4"
-        job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
+        job = ShardJob(video_id_for(str(path), "ck"), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
                        str(tmp_path), "r", "h")
         pid = ray.get(pool.actors[0].pid.remote())
         future = pool.submit_shard(job)
@@ -69,41 +69,73 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
 def test_a_shard_past_its_time_limit_is_stopped_and_the_worker_restarts(ray_local, samples_dir, tmp_path):
     from videolake.workers.pool import ShardTimeout, WorkerPool
 
-    from tests.media import looped_video
-
     pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
     try:
         pool.wait_ready()
-        path = looped_video(tmp_path / "long.mp4", seconds=30).path  # 120 frames analysed: well past 1 s
-        job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
+        path = samples_dir / "bikes.mp4"
+        job = ShardJob(video_id_for(str(path), "ck"), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
                        str(tmp_path), "r", "h")
-        with pytest.raises(ShardTimeout, match="ran past the 1 s limit"):
-            pool.submit_shard(job, timeout_s=1.0).result(timeout=300)
+        with pytest.raises(ShardTimeout, match="ran past the 0.05 s limit"):  # 40 frames: never done in 50 ms
+            pool.submit_shard(job, timeout_s=0.05).result(timeout=300)
         assert pool.submit_shard(job).result(timeout=300).status == "ok"  # the restarted actor takes the next shard
     finally:
         pool.shutdown()
 
 
-def test_a_video_s_probe_shards_and_finalize_run_on_the_workers_and_the_pool_follows_the_backlog(
+def test_a_probe_on_a_worker_gives_what_a_local_probe_gives_its_typed_errors_and_its_time_limit(
         ray_local, samples_dir, corpus, tmp_path):
-    from videolake.pipeline.errors import DecodeError
+    import ray
+
+    from videolake.pipeline.errors import DecodeError, SourceError, TimedOut
+    from videolake.workers.pool import WorkerPool
+
+    from tests.media import all_intra
+
+    pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
+    try:
+        path = str(samples_dir / "bikes.mp4")
+        assert pool.submit_probe(path, 8192 * 8192, 3600.0, timeout_s=120).result(timeout=300) == probe(path)
+        # the library's errors, not Ray's wrappers
+        with pytest.raises(DecodeError, match="exceeds the limit"):
+            pool.submit_probe(path, 640 * 200, 3600.0, timeout_s=120).result(timeout=300)
+        with pytest.raises(DecodeError, match="not a readable video"):
+            pool.submit_probe(str(corpus["text"].path), 8192 * 8192, 3600.0).result(timeout=300)
+        with pytest.raises(SourceError, match="file is empty"):
+            pool.submit_probe(str(corpus["zero_bytes"].path), 8192 * 8192, 3600.0).result(timeout=300)
+
+        asset = all_intra(tmp_path / "intra.mkv", seconds=3600)  # 90,000 packets to demux: far more than 1 ms
+        pid = ray.get(pool.actors[0].pid.remote())
+        with pytest.raises(TimedOut, match="probing .* ran past the 0.001 s limit"):
+            pool.submit_probe(str(asset.path), 8192 * 8192, 7200.0, timeout_s=0.001).result(timeout=300)
+        # the worker running the stopped probe was ended; Ray restarted it and it takes the next probe
+        info = pool.submit_probe(str(asset.path), 8192 * 8192, 7200.0, timeout_s=120).result(timeout=300)
+        assert info.duration_s == pytest.approx(3600, abs=0.1)
+        assert ray.get(pool.actors[0].pid.remote()) != pid
+    finally:
+        pool.shutdown()
+
+
+def test_a_video_s_probe_shards_and_finalize_run_on_the_workers_and_the_pool_follows_the_backlog(
+        ray_local, samples_dir, tmp_path):
+    from videolake.pipeline.lake import Lake
     from videolake.pipeline.shards import plan_shards
     from videolake.pipeline.query import run_sql
+    from videolake.pipeline.sources import VideoSource
     from videolake.workers.actor import VideoToFinalize
     from videolake.workers.pool import WorkerPool
 
+    lake = Lake.open_or_create(tmp_path / "lake")
     # max 2 actors of the node's 2 CPUs each: the second one cannot be placed on this 1-node Ray
     pool = WorkerPool(RunConfig(**FAST, max_workers=2), resolve_detector(), resolve_actions())
     try:
         path = str(samples_dir / "bikes.mp4")
         info = pool.submit_probe(path, 8192 * 8192, 3600.0).result(timeout=300)
         assert info == probe(path)  # the driver only plans: the worker read the packets
-        with pytest.raises(DecodeError, match="not a readable video"):  # the library's error, not Ray's wrapper
-            pool.submit_probe(str(corpus["text"].path), 8192 * 8192, 3600.0).result(timeout=60)
 
         shards = plan_shards(info, 2.0, 2.0)
-        vid = video_id_for(path)
-        jobs = [ShardJob(vid, "ck", info, shard, str(tmp_path), "r", "h") for shard in shards]
+        source = VideoSource(path, video_id_for(path, "ck"), os.path.getsize(path), "ck")
+        vid = source.video_id
+        jobs = [ShardJob(vid, "ck", info.without_keyframes(), shard, lake.url, "r", "h") for shard in shards]
         pool.scale_to(len(jobs))
         assert len(pool.actors) == 2  # asked for what the backlog needs, up to max_workers
         results = [f.result(timeout=300) for f in [pool.submit_shard(job) for job in jobs]]
@@ -111,12 +143,13 @@ def test_a_video_s_probe_shards_and_finalize_run_on_the_workers_and_the_pool_fol
         assert len({r.worker for r in results}) == 1  # the second actor never found room on this node
         rows = [{"video_id": vid, "content_key": "ck", "shard_index": r.shard_index, "status": "ok", "attempts": 1,
                  "worker": r.worker, "run_id": "r"} for r in results]
-        outcome = pool.submit_finalize(VideoToFinalize(str(tmp_path), "h", "r", vid, "ck", info, shards, {}, 1.0,
-                                                       rows)).result(timeout=300)
+        outcome = pool.submit_finalize(VideoToFinalize(lake.url, "h", "r", source, info, shards, {}, 1.0, rows,
+                                                       None)).result(timeout=300)
         assert outcome.status == "ok" and outcome.n_tracks > 0
         assert outcome.frames_analyzed == sum(r.frames_analyzed for r in results)
-        assert run_sql(tmp_path, "SELECT count(*) AS n FROM shards").to_pylist() == [{"n": len(shards)}]
-        assert run_sql(tmp_path, "SELECT status FROM videos").to_pylist() == [{"status": "ok"}]
+        assert run_sql(lake, "SELECT count(*) AS n FROM shards").to_pylist() == [{"n": len(shards)}]
+        assert run_sql(lake, "SELECT status FROM videos").to_pylist() == [{"status": "ok"}]
+        assert not list((tmp_path / "lake" / "_staging").rglob("*.parquet"))  # published, then the staging removed
 
         pool.scale_to(1)  # the backlog shrank: the actor still waiting for room goes first
         assert len(pool.actors) == 1 and len(pool.ready()) == 1
@@ -126,30 +159,41 @@ def test_a_video_s_probe_shards_and_finalize_run_on_the_workers_and_the_pool_fol
 
 def test_an_actor_running_shards_side_by_side_writes_what_it_writes_one_at_a_time(ray_local, samples_dir, tmp_path):
     """``decoders=2``: two shards at once in one actor, each with its own decoder thread and detector."""
-    from videolake.pipeline.query import run_sql
+    import pyarrow.parquet as pq
+
     from videolake.pipeline.shards import plan_shards
     from videolake.workers.pool import WorkerPool
+
+    jobs = {}
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        info = probe(samples_dir / name)
+        jobs[name] = [(info.without_keyframes(), shard) for shard in plan_shards(info, 4.0, 2.0)]
+
+    def job(name: str, info, shard: Shard, lake: str) -> ShardJob:  # noqa: ANN001
+        return ShardJob(video_id_for(name, "ck"), "ck", info, shard, str(tmp_path / lake), "r", "h")
 
     pool = WorkerPool(RunConfig(**FAST, workers=1, decoders=2), resolve_detector(), resolve_actions())
     try:
         assert pool.plan.slots == 2 and pool.max_in_flight == 2 + 1 + 2
-        jobs = {}
-        for name in ("bikes.mp4", "carphone_pristine.mp4"):
-            path = samples_dir / name
-            info = probe(path)
-            jobs[name] = [(shard, info) for shard in plan_shards(info, 4.0, 2.0)]
-        side_by_side = [pool.submit_shard(ShardJob(video_id_for(n), "ck", info, shard, str(tmp_path / "a"), "r", "h"))
-                        for n, shards in jobs.items() for shard, info in shards]
+        side_by_side = [pool.submit_shard(job(n, info, shard, "a")) for n, shards in jobs.items() for info, shard in shards]
         assert all(f.result(timeout=300).status == "ok" for f in side_by_side)
         for n, shards in jobs.items():
-            for shard, info in shards:
-                job = ShardJob(video_id_for(n), "ck", info, shard, str(tmp_path / "b"), "r", "h")
-                assert pool.submit_shard(job).result(timeout=300).status == "ok"
+            for info, shard in shards:
+                assert pool.submit_shard(job(n, info, shard, "b")).result(timeout=300).status == "ok"
     finally:
         pool.shutdown()
-    q = ("SELECT video_id, shard_index, frame_index, track_id, class_id, round(x1, 2) AS x1, round(y1, 2) AS y1, "
-         "round(x2, 2) AS x2, round(y2, 2) AS y2 FROM all_detections ORDER BY ALL")
-    a, b = run_sql(tmp_path / "a", q).to_pylist(), run_sql(tmp_path / "b", q).to_pylist()
+
+    def staged(lake: str) -> list[tuple]:
+        """The staged detections of every shard, boxes rounded."""
+        rows = []
+        for n, shards in jobs.items():
+            for info, shard in shards:
+                table = pq.read_table(job(n, info, shard, lake).path("detections"))
+                rows += [(r["video_id"], r["shard_index"], r["frame_index"], r["track_id"] or 0, r["class_id"],
+                          *(round(r[k], 2) for k in ("x1", "y1", "x2", "y2"))) for r in table.to_pylist()]
+        return sorted(rows)
+
+    a, b = staged("a"), staged("b")
     assert a == b and len(a) > 20
 
 
@@ -166,7 +210,7 @@ def test_gpu_actors_share_a_gpu_half_each_and_record_it(ray_local, samples_dir, 
         described = ray.get([a.describe.remote() for a in pool.actors], timeout=300)
         assert all(d["device"].startswith("cuda") and len(d["gpu_ids"]) == 1 for d in described)
         path = samples_dir / "bikes.mp4"
-        job = ShardJob(video_id_for(str(path)), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
+        job = ShardJob(video_id_for(str(path), "ck"), "ck", probe(path), Shard(0, 0.0, float("inf"), 0.0, 0, 0.0),
                        str(tmp_path), "r", "h")
         result = pool.submit_shard(job).result(timeout=300)
         assert result.status == "ok" and len(result.gpu_ids) == 1 and result.node_id
