@@ -3,11 +3,13 @@
     python bench/scale.py --videos 10000 --shards-per-video 5 [--workers 2]
 
 Runs ``flows.analyze.analyze`` on a real Prefect server (started here, its own database) and a real
-local Ray (started here, its own temp dir), over ``--videos`` hard links to one tiny real video of
-``--shards-per-video`` 2-second shards. The Ray workers run ``StubAnalyzer`` (chosen through
-``VIDEOLAKE_ANALYZER``): no models, each shard writes a one-row ``detections`` file and its
-``ledger`` row, so everything but inference is the product's own path: listing, triage, probing,
-sharding, the pool, the fan-out, stitching, the ``videos``, ``shards`` and ``runs`` rows.
+local Ray (started here, its own temp dir), over ``--videos`` copies of one tiny real video of
+``--shards-per-video`` 2-second shards, each made distinct by a trailing MP4 ``free`` box (the lake
+knows a video by its content: identical copies would be one video). The Ray workers run ``StubAnalyzer`` (chosen through
+``VIDEOLAKE_ANALYZER``): no models, each shard stages a one-row ``detections`` file, an empty
+``clips`` file and its ``ledger`` row, so everything but inference is the product's own path:
+listing, triage, probing, sharding, the pool, the fan-out, stitching and publishing each video
+(its Delta commits on a worker), the ``runs`` row and the compaction.
 
 Prints the driver's CPU ms per shard, its peak RSS, shards/s end to end, Prefect API requests, events
 and database growth per shard, and the CPU of the Prefect server and of Ray's processes per shard;
@@ -43,7 +45,7 @@ VIDEO_FPS = 4
 
 
 class StubAnalyzer:
-    """The benchmark's analyzer: no model; one detection and the ledger row per shard (``VIDEOLAKE_ANALYZER``)."""
+    """The benchmark's analyzer: no model; one detection, no clip and the ledger row per shard (``VIDEOLAKE_ANALYZER``)."""
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
@@ -61,6 +63,7 @@ class StubAnalyzer:
             "class_id": 0, "class_name": "person", "confidence": 0.9, "x1": 1.0, "y1": 1.0, "x2": 9.0, "y2": 9.0,
             "run_id": job.run_id,
         }])
+        write_table(job.path("clips"), "clips", [])
         write_table(job.path("ledger"), "ledger", [{
             "video_id": job.video_id, "content_key": job.content_key, "shard_index": shard.index,
             "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
@@ -92,14 +95,15 @@ def make_video(path: Path, seconds: float) -> Path:
 
 
 def make_listing(folder: Path, video: Path, count: int) -> None:
-    """``count`` videos, 1,000 per folder, each folder's hard links to one copy of ``video``:
-    distinct sources (ids) on little disk, under the file system's limit of links per file."""
+    """``count`` videos, 1,000 per folder: ``video``'s bytes and a ``free`` box naming the copy (a box
+    any MP4 reader skips), so each is a distinct content, as distinct videos are."""
+    data = video.read_bytes()
     for i in range(count):
         sub = folder / f"{i // 1000:05d}"
         if i % 1000 == 0:
             sub.mkdir(parents=True, exist_ok=True)
-            source = shutil.copy(video, sub / "source.bin")  # not a video extension: never listed
-        os.link(source, sub / f"cam{i:08d}.mp4")
+        tag = f"videolake bench copy {i:08d}".encode()
+        (sub / f"cam{i:08d}.mp4").write_bytes(data + (8 + len(tag)).to_bytes(4, "big") + b"free" + tag)
 
 
 class ApiCounter:
@@ -187,6 +191,16 @@ def _db_bytes(home: Path) -> int:
     return sum(f.stat().st_size for f in home.glob("*.db*"))
 
 
+def _last_video_finished(lake: Path) -> float:
+    """When the last video's row was made (epoch seconds): the ``videos`` table's ``finished_at``, one
+    column of a table the run compacted at its end."""
+    import pyarrow.compute as pc
+
+    from videolake.pipeline.lake import Lake
+
+    return pc.max(Lake.open(lake).read("videos", columns=["finished_at"])["finished_at"]).as_py().timestamp()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, required=True)
@@ -255,8 +269,7 @@ def measure(work: Path, videos: int, shards_per_video: int, workers: int, server
     shards = summary.shards_processed
     assert summary.videos_ok == videos and shards == videos * shards_per_video, summary.lines()
     # The fan-out ends with the last video's row; the rest of the flow is compaction and the run's row.
-    # (From the files' times: a query over 100,000 small files would take GBs of its own.)
-    fanout_end = max(f.stat().st_mtime for f in (work / "lake" / "videos").rglob("*.parquet"))
+    fanout_end = _last_video_finished(work / "lake")
     fanout_cpu_s, fanout_rss = sampler.driver_until(fanout_end)
     load = os.getloadavg()
     figures = {
