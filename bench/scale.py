@@ -97,13 +97,14 @@ def make_video(path: Path, seconds: float) -> Path:
 def make_listing(folder: Path, video: Path, count: int) -> None:
     """``count`` videos, 1,000 per folder: ``video``'s bytes and a ``free`` box naming the copy (a box
     any MP4 reader skips), so each is a distinct content, as distinct videos are."""
+    from tests.media import tagged_mp4
+
     data = video.read_bytes()
     for i in range(count):
         sub = folder / f"{i // 1000:05d}"
         if i % 1000 == 0:
             sub.mkdir(parents=True, exist_ok=True)
-        tag = f"videolake bench copy {i:08d}".encode()
-        (sub / f"cam{i:08d}.mp4").write_bytes(data + (8 + len(tag)).to_bytes(4, "big") + b"free" + tag)
+        (sub / f"cam{i:08d}.mp4").write_bytes(tagged_mp4(data, f"copy {i:08d}"))
 
 
 class ApiCounter:
