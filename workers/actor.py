@@ -101,8 +101,8 @@ class VideoWorker:
     def finalize(self, video: VideoToFinalize) -> VideoOutcome:
         """Stitch the video's track ids and publish it (``lake.commit_video``: its rows of ``detections``,
         ``clips``, ``shards`` and ``videos``, each a Delta transaction)."""
-        return finalize_video(self._lake(video.lake), video.config_hash, video.run_id, video.source, video.info, video.shards,
-                              video.failures, video.wall_s, video.shard_rows, video.time_pattern)
+        return finalize_video(self._lake(video.lake), video.config_hash, video.run_id, video.source, video.info,
+                              video.shards, video.failures, video.wall_s, video.shard_rows, video.time_pattern)
 
     def pid(self) -> int:
         return os.getpid()
