@@ -1,9 +1,14 @@
 """The ``analyze`` flow: discover → skip what the lake has → probe → shard → Ray actors → stitch → run record.
 
-Each video's probe and each shard are Prefect task runs with their own state. A shard whose
-video is bad ends Failed with the reason and is not retried; a shard whose worker died is
-retried (``retries=2``). Work already committed in the lake's ledger is never redone, so a
-rerun after a crash (or a scheduled rerun) processes only what is missing.
+The flow run is the unit Prefect sees: its logs, a progress artifact, its final state. The work
+inside it is calls of the Ray actors (a probe per video, a call per shard, a finalize per video),
+each a future; ``_FanOut`` keeps a bounded window of them in flight and hands each finished one to a
+small handler. Per-shard state lives in the lake's ``shards`` table, per-video state in ``videos``:
+a Prefect task run per shard cost more than the shard itself at scale (see bench/SCALE.md). A call
+whose worker died (or whose bucket failed for now) is sent again, up to 3 attempts; a probe or
+shard past its time limit is tried once more, then quarantined; a video that is bad fails with the
+reason and is not retried. Work already committed in the lake's ledger is never redone, so a rerun
+after a crash (or a scheduled rerun) processes only what is missing.
 """
 
 from __future__ import annotations
@@ -11,13 +16,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
+from typing import Callable
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow, get_run_logger
 
 from videolake.flows.progress import RunProgress
 from videolake.flows.server import prefect_api_in_background
@@ -25,80 +30,28 @@ from videolake.pipeline.analyze import ShardJob, ShardResult, error_kind
 from videolake.pipeline.compact import compact, small_file_count
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
-from videolake.pipeline.errors import StorageError, TimedOut, VideolakeError
+from videolake.pipeline.errors import ConfigError, DecodeError, ModelError, SourceError, TimedOut
 from videolake.pipeline.lake import Lake
+from videolake.pipeline.ledger import LakeState
 from videolake.pipeline.plan import RunPlan, plan_run
 from videolake.pipeline.runs import RunSummary, triage, write_run_record
 from videolake.pipeline.scratch import sweep_leftovers
 from videolake.pipeline.shards import Shard, plan_shards
 from videolake.pipeline.sources import VideoSource
+from videolake.pipeline.stitch import VideoOutcome
 from videolake.pipeline.storage import redact, redact_logs
-from videolake.pipeline.stitch import finalize_video
 
-__all__ = ["analyze", "run_analysis", "RunSummary", "BadVideo"]
+__all__ = ["analyze", "run_analysis", "RunSummary"]
 
-# Task runs in flight at once: enough to keep every actor busy, bounded for huge listings.
-_MAX_IN_FLIGHT = 64
 # Compact at the end of a run once this many small data files have piled up.
 _COMPACT_AT_SMALL_FILES = 64
-
-
-class BadVideo(Exception):
-    """Raised by a task so Prefect marks it Failed without retrying: the input is at fault."""
-
-    def __init__(self, kind: str, message: str, result: ShardResult | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.result = result
-
-
-# A probe or shard past its time limit is tried once more; a second time, the video is quarantined.
+# A call whose worker died, or whose bucket failed for now, runs at most this often.
+_ATTEMPTS = 3
+# A probe or shard past its time limit runs at most this often; then the video is quarantined.
 _TIMEOUT_ATTEMPTS = 2
 
 
-def _retry_unless_bad_video(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
-    if isinstance(state.data, TimedOut):
-        return task_run.run_count < _TIMEOUT_ATTEMPTS
-    return not isinstance(state.data, BadVideo)
-
-
-@task(name="probe", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
-      retry_condition_fn=_retry_unless_bad_video, task_run_name="probe {source.video_id}")
-def probe_video(source: VideoSource, max_pixels: int, max_duration_s: float, timeout_s: float) -> VideoInfo:
-    from videolake.workers.probe import probe_in_worker
-
-    try:  # in a Ray worker: the driver never demuxes a video, and a stuck probe is ended
-        return probe_in_worker(source.uri, max_pixels, max_duration_s, timeout_s)
-    except (StorageError, TimedOut):
-        raise  # the bucket failed for now, or the probe ran too long: Prefect retries the task
-    except VideolakeError as exc:
-        raise BadVideo(error_kind(exc), redact(str(exc))) from None
-
-
-@task(name="analyze-shard", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE,
-      retry_condition_fn=_retry_unless_bad_video, task_run_name="analyze {job.video_id} {job.shard.index}")
-def analyze_shard(job: ShardJob, pool, timeout_s: float) -> ShardResult:  # noqa: ANN001 - a WorkerPool
-    from prefect.runtime import task_run
-
-    result = pool.process(job, timeout_s=timeout_s)  # a ShardTimeout is retried once (_retry_unless_bad_video)
-    if result.status != "ok":
-        raise BadVideo(result.error_kind or "internal", result.error or "failed", result)
-    result.attempts = task_run.run_count
-    return result
-
-
-@dataclass
-class _Video:
-    source: VideoSource
-    info: VideoInfo | None = None
-    shards: list[Shard] = field(default_factory=list)
-    running: dict[int, tuple[ShardJob, PrefectFuture]] = field(default_factory=dict)
-    failures: dict[int, tuple[str, str]] = field(default_factory=dict)
-    records: list[dict] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-
-
-@flow(name="analyze", task_runner=ThreadPoolTaskRunner(max_workers=_MAX_IN_FLIGHT))
+@flow(name="analyze")
 def analyze(
     sources: list[str], lake: str, config: dict | None = None, show_progress: bool = True, retry_failed: bool = False,
 ) -> RunSummary:
@@ -107,7 +60,7 @@ def analyze(
 
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    redact_logs("prefect.flow_runs", "prefect.task_runs")  # task failures are logged with their tracebacks
+    redact_logs("prefect.flow_runs")  # a failed run is logged with its traceback
     logger = get_run_logger()
     cfg = RunConfig.from_mapping(config or {})
     plan = plan_run(sources, lake, cfg)
@@ -124,12 +77,13 @@ def analyze(
         from videolake.workers.pool import WorkerPool, ray_session
 
         with ray_session(cfg.ray_address):
-            pool = WorkerPool.claim(cfg, plan.detector, plan.actions)  # the one `videolake run` started ahead, if any
+            # the one `videolake run` started ahead, if any
+            pool = WorkerPool.claim(cfg, plan.detector, plan.actions, notify=logger.warning)
             try:
-                summary.workers = pool.plan.workers
                 with RunProgress(len(todo), cfg.analysis_fps, enabled=show_progress) as progress:
-                    _fan_out(todo, pool, cfg, plan.config_hash, lake, run_id, state, summary, progress)
+                    _FanOut(todo, pool, cfg, plan.config_hash, lake, run_id, state, summary, progress).run()
             finally:
+                summary.workers = pool.most_workers
                 pool.shutdown()
     if todo and small_file_count(lake) >= _COMPACT_AT_SMALL_FILES:
         report = compact(lake)
@@ -160,97 +114,163 @@ def run_analysis(plan: RunPlan, sources: list[str], show_progress: bool = True, 
             WorkerPool.discard_prestarted()
 
 
-def _fan_out(todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: Lake, run_id: str,  # noqa: ANN001
-             state, summary: RunSummary, progress: RunProgress) -> None:  # noqa: ANN001 - LakeState
-    """Probe, shard and analyse, keeping a bounded window of task runs in flight."""
-    waiting = deque(todo)
-    probing: list[tuple[_Video, PrefectFuture]] = []
-    ready: deque[tuple[_Video, ShardJob]] = deque()
-    active: list[_Video] = []
-    pool_ready = False  # probes start while the actors load their models
-    while waiting or probing or ready or active:
-        window = min(_MAX_IN_FLIGHT, pool.max_in_flight)  # a bounded number per actor; grows with the pool
-        in_flight = len(probing) + sum(len(v.running) for v in active)
-        while in_flight < window and (ready or waiting):
-            if ready:
-                if not pool_ready:
-                    pool.wait_ready()  # a detector or action model that cannot load stops the run here
-                    pool_ready = True
-                video, job = ready.popleft()
-                video.running[job.shard.index] = (job, analyze_shard.submit(job, pool, cfg.shard_timeout_s))
+@dataclass(eq=False)
+class _Video:
+    """One video of the run, from its probe until its rows are written."""
+
+    source: VideoSource
+    started: float = field(default_factory=time.perf_counter)
+    info: VideoInfo | None = None
+    shards: list[Shard] = field(default_factory=list)
+    left: int = 0  # shards sent and not back yet
+    failures: dict[int, tuple[str, str]] = field(default_factory=dict)  # shard index → (error kind, message)
+    records: list[dict] = field(default_factory=list)  # its rows of the ``shards`` table
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Errors that stop the run: a model or setting no worker can start with."""
+    return isinstance(exc, (ModelError, ConfigError))
+
+
+def _worth_another_try(exc: BaseException, attempt: int) -> bool:
+    """A lost worker, a bucket or lake failing for now, an unexpected error: not a video's own fault.
+    A time limit reached may be a busy node: tried once more."""
+    if isinstance(exc, TimedOut):
+        return attempt < _TIMEOUT_ATTEMPTS
+    return attempt < _ATTEMPTS and not isinstance(exc, (SourceError, DecodeError))
+
+
+def _failure(exc: BaseException, attempts: int, kind: str) -> tuple[str, str]:
+    """(error kind, redacted message) of a call that failed for good; ``kind`` when no other is known."""
+    if isinstance(exc, (SourceError, DecodeError)):
+        return error_kind(exc), redact(str(exc))
+    if isinstance(exc, TimedOut):
+        return "timeout", redact(f"{exc} ({attempts} attempts)")
+    return kind, redact(str(exc) or repr(exc))
+
+
+class _FanOut:
+    """Probe, shard, analyse and finalize each video, with a bounded window of calls in flight.
+
+    ``run`` waits for the first of the calls in flight to finish and hands it to its handler
+    (``_probed``, ``_analysed``, ``_finalized``), which may send further calls; then it tops the
+    window up, shards of videos already probed before new probes, so videos finish in order and
+    the driver holds only the videos in flight.
+    """
+
+    def __init__(self, todo: list[VideoSource], pool, cfg: RunConfig, config_hash: str, lake: Lake,  # noqa: ANN001 - a WorkerPool
+                 run_id: str, state: LakeState, summary: RunSummary, progress: RunProgress) -> None:
+        self.pool, self.cfg, self.config_hash, self.lake, self.run_id = pool, cfg, config_hash, lake, run_id
+        self.state, self.summary, self.progress = state, summary, progress
+        self.waiting: deque[VideoSource] = deque(todo)  # not probed yet
+        self.ready: deque[tuple[_Video, ShardJob, int]] = deque()  # shards to send, with their attempt number
+        self.in_flight: dict[Future, Callable[[Future], None]] = {}
+        self.probed = 0  # videos whose shards are known
+
+    def run(self) -> None:
+        self._top_up()
+        while self.in_flight:
+            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                self.in_flight.pop(future)(future)
+            self._top_up()
+            self.progress.update(self.summary.videos_ok + self.summary.videos_failed, self.pool.frames_done)
+
+    def _top_up(self) -> None:
+        window = self.pool.max_in_flight
+        while len(self.in_flight) < window and (self.ready or self.waiting):
+            if self.ready:
+                self._analyse(*self.ready.popleft())
             else:
-                video = _Video(waiting.popleft())
-                probing.append((video, probe_video.submit(video.source, cfg.max_pixels, cfg.max_duration_s,
-                                                          cfg.probe_timeout_s)))
-            in_flight += 1
-        changed = False
-        for video, future in list(probing):
-            if not future.wrapped_future.done():  # the thread pool's own future: no API call
-                continue
-            changed = True
-            probing.remove((video, future))
-            outcome = future.result(raise_on_failure=False)
-            if not isinstance(outcome, VideoInfo):
-                kind, message = _failure(outcome, "internal", repr)
-                video.info = VideoInfo(video.source.uri, None, None, 0, 0, "unknown", None)
-                video.failures[0] = (kind, message)
-                summary.add(finalize_video(lake, config_hash, run_id, video.source, video.info, [], video.failures,
-                                           time.perf_counter() - video.started, time_pattern=cfg.time_pattern))
-                progress.update(videos_done=summary.videos_ok + summary.videos_failed, frames_done=pool.frames_done())
-                continue
-            video.info = outcome
-            video.shards = plan_shards(outcome, cfg.shard_seconds, cfg.clip_seconds)
-            summary.shards_total += len(video.shards)
-            progress.expect(outcome)
-            for shard in video.shards:
-                if state.shard_committed(video.source, shard.key()):
-                    summary.shards_done_before += 1
-                    video.records.append(_record(video, shard, "done_before", run_id))
-                else:
-                    ready.append((video, ShardJob(video.source.video_id, video.source.content_key, outcome.without_keyframes(),
-                                                  shard, lake.url, run_id, config_hash)))
-            active.append(video)
-        for video in list(active):
-            for index, (job, future) in list(video.running.items()):
-                if not future.wrapped_future.done():  # the thread pool's own future: no API call
-                    continue
-                changed = True
-                del video.running[index]
-                outcome = future.result(raise_on_failure=False)
-                shard = job.shard
-                if isinstance(outcome, ShardResult):
-                    summary.shards_processed += 1
-                    summary.features = outcome.features or summary.features
-                    video.records.append(_record(video, shard, "ok", run_id, outcome))
-                else:
-                    kind, message = _failure(outcome, "worker", str)
-                    summary.shards_failed += 1
-                    video.failures[index] = (kind, message)
-                    video.records.append(_record(video, shard, "failed", run_id, getattr(outcome, "result", None),
-                                                 error=message, attempts=_attempts(outcome)))
-            queued = any(v is video for v, _ in ready)
-            if not video.running and not queued:
-                active.remove(video)
-                summary.add(finalize_video(lake, config_hash, run_id, video.source, video.info, video.shards, video.failures,
-                                           time.perf_counter() - video.started, video.records, cfg.time_pattern))
-        progress.update(videos_done=summary.videos_ok + summary.videos_failed, frames_done=pool.frames_done())
-        if not changed:
-            time.sleep(0.25)
+                self._probe(_Video(self.waiting.popleft()), attempt=1)
+        # Actors for the work left (a video not probed yet counts as many shards as the probed ones so
+        # far); idle actors go only once every video is probed, so none is let go and asked for again.
+        per_video = self.summary.shards_total / max(1, self.probed)
+        self.pool.scale_to(round(len(self.waiting) * max(1.0, per_video)) + len(self.ready) + len(self.in_flight),
+                           release=not self.waiting)
 
+    def _probe(self, video: _Video, attempt: int) -> None:
+        future = self.pool.submit_probe(video.source.uri, self.cfg.max_pixels, self.cfg.max_duration_s,
+                                        timeout_s=self.cfg.probe_timeout_s)
+        self.in_flight[future] = partial(self._probed, video, attempt)
 
-def _failure(outcome: BaseException, kind: str, describe) -> tuple[str, str]:  # noqa: ANN001 - str or repr
-    """(error kind, redacted message) of a task that failed for good; ``kind`` when no other is known."""
-    if isinstance(outcome, BadVideo):
-        return outcome.kind, str(outcome)
-    if isinstance(outcome, TimedOut):
-        return "timeout", redact(f"{outcome} ({_TIMEOUT_ATTEMPTS} attempts)")
-    return kind, redact(describe(outcome))
+    def _probed(self, video: _Video, attempt: int, future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:
+            if _fatal(exc):
+                raise exc
+            if _worth_another_try(exc, attempt):
+                self._probe(video, attempt + 1)
+                return
+            video.info = VideoInfo(video.source.uri, None, None, 0, 0, "unknown", None)
+            video.failures[0] = _failure(exc, attempt, "internal")
+            self._finalize(video, attempt=1)
+            return
+        info = video.info = future.result()
+        self.probed += 1
+        video.shards = plan_shards(info, self.cfg.shard_seconds, self.cfg.clip_seconds)
+        self.summary.shards_total += len(video.shards)
+        to_run = []
+        for shard in video.shards:
+            if self.state.shard_committed(video.source, shard.key()):
+                self.summary.shards_done_before += 1
+                video.records.append(_record(video, shard, "done_before", self.run_id))
+            else:
+                to_run.append(shard)
+                self.ready.append((video, ShardJob(video.source.video_id, video.source.content_key,
+                                                   info.without_keyframes(), shard, self.lake.url, self.run_id,
+                                                   self.config_hash), 1))
+        video.left = len(to_run)
+        self.progress.expect(info, to_run)
+        if not to_run:  # every shard committed by an earlier run: only the stitching is left
+            self._finalize(video, attempt=1)
 
+    def _analyse(self, video: _Video, job: ShardJob, attempt: int) -> None:
+        future = self.pool.submit_shard(job, timeout_s=self.cfg.shard_timeout_s)
+        self.in_flight[future] = partial(self._analysed, video, job, attempt)
 
-def _attempts(outcome: BaseException) -> int:
-    if isinstance(outcome, BadVideo):
-        return 1
-    return _TIMEOUT_ATTEMPTS if isinstance(outcome, TimedOut) else analyze_shard.retries + 1
+    def _analysed(self, video: _Video, job: ShardJob, attempt: int, future: Future) -> None:
+        exc, shard = future.exception(), job.shard
+        if exc is not None and _fatal(exc):
+            raise exc
+        if exc is not None and _worth_another_try(exc, attempt):
+            self.ready.appendleft((video, job, attempt + 1))
+            return
+        result: ShardResult | None = None if exc is not None else future.result()
+        if result is not None and result.status == "ok":
+            self.summary.shards_processed += 1
+            self.summary.features = result.features or self.summary.features
+            result.attempts = attempt
+            video.records.append(_record(video, shard, "ok", self.run_id, result))
+        else:
+            if result is not None:
+                kind, message = result.error_kind or "internal", result.error or "failed"
+            else:  # a worker lost on every attempt counts against the video, as a time limit reached twice
+                kind, message = _failure(exc, attempt, "worker")
+            self.summary.shards_failed += 1
+            video.failures[shard.index] = (kind, message)
+            video.records.append(_record(video, shard, "failed", self.run_id, result, error=message, attempts=attempt))
+        video.left -= 1
+        if video.left == 0:
+            self._finalize(video, attempt=1)
+
+    def _finalize(self, video: _Video, attempt: int) -> None:
+        from videolake.workers.actor import VideoToFinalize
+
+        future = self.pool.submit_finalize(VideoToFinalize(
+            self.lake.url, self.config_hash, self.run_id, video.source, video.info, video.shards, video.failures,
+            time.perf_counter() - video.started, video.records, self.cfg.time_pattern))
+        self.in_flight[future] = partial(self._finalized, video, attempt)
+
+    def _finalized(self, video: _Video, attempt: int, future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:
+            if _fatal(exc) or attempt >= _ATTEMPTS:
+                raise exc  # the lake cannot take the video's rows: a rerun finishes it
+            self._finalize(video, attempt + 1)
+            return
+        outcome: VideoOutcome = future.result()
+        self.summary.add(outcome)
 
 
 def _record(video: _Video, shard: Shard, status: str, run_id: str, result: ShardResult | None = None,

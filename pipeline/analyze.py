@@ -83,12 +83,16 @@ class ShardResult:
     features: str | None = None  # what the actions saw: "pose" (keypoints) or "box" (boxes only)
 
 
-def load_analyzer(config: RunConfig, detector_path: str, actions_path: str, threads: int | None = None) -> VideoAnalyzer:
-    """The models of ``config`` loaded once (detector, pose, actions): what a worker holds."""
+def load_analyzer(config: RunConfig, detector_path: str, actions_path: str, threads: int | None = None,
+                  detector: Detector | None = None) -> VideoAnalyzer:
+    """The models of ``config`` loaded once (detector, pose, actions): what a worker holds.
+
+    ``detector``: one already loaded (a worker's pool of detectors for shards run side by side)."""
     from videolake.pipeline.actions import ActionModel
 
-    detector = Detector(detector_path, imgsz=config.imgsz, conf=config.conf, device=config.device, runtime=config.runtime,
-                        threads=threads)
+    if detector is None:
+        detector = Detector(detector_path, imgsz=config.imgsz, conf=config.conf, device=config.device,
+                            runtime=config.runtime, threads=threads)
     return VideoAnalyzer(config, detector, ActionModel.load(actions_path), load_pose(config, detector, threads))
 
 
@@ -177,7 +181,7 @@ class VideoAnalyzer:
         try:
             result = self._analyze(job, progress or (lambda n: None), sinks)
         except (LakeError, StorageError):
-            raise  # the lake is broken for every video, or the bucket failed for now: the task's retries decide
+            raise  # the lake is broken for every video, or the bucket failed for now: the flow sends the shard again
         except VideolakeError as exc:
             result = ShardResult(job.video_id, job.shard.index, "failed", redact(str(exc)), error_kind(exc))
         except Exception as exc:  # noqa: BLE001 - one broken video never sinks a run

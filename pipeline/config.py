@@ -21,7 +21,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
 PIPELINE_VERSION = 2  # 2: pose per person, pose-aware actions with sitting and abstention
 
 # Settings that change what lands in the lake (they go into config_hash). The others
-# (device, workers, ray_address, batch, runtime, limits) only change where, how fast and what is
+# (device, workers, max_workers, ray_address, batch, decoders, runtime, limits) only change where, how fast and what is
 # refused. The detector's runtime (ONNX Runtime or PyTorch, fp16 on CUDA) moves boxes by fractions
 # of a pixel, as device and batch do, so it is not part of the hash; tests/pipeline/test_detect.py
 # checks that the runtimes agree.
@@ -43,10 +43,12 @@ class RunConfig:
     tracker: str = "bytetrack"
     device: str = "auto"
     workers: int | None = None
+    max_workers: int | None = None  # autoscaling: actors the backlog may ask for (the cluster adds nodes)
     ray_address: str | None = None
     batch: int | None = None  # None: 8 on the CPU, 32 on CUDA (see ``batch_for``)
     runtime: str = "auto"  # detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch, onnx
     gpus_per_worker: float | None = None
+    decoders: int | None = None  # shards one actor runs at once, each decoding in its own thread (see ``decoders_for``)
     shard_seconds: float = 60.0
     min_track_frames: int = 4
     max_pixels: int = 8192 * 8192
@@ -67,8 +69,10 @@ class RunConfig:
         _check(self.tracker in TRACKERS, f"tracker must be one of {', '.join(TRACKERS)}, got {self.tracker!r}")
         _check(_valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _check(self.max_workers is None or self.max_workers >= 1, f"max_workers must be >= 1, got {self.max_workers}")
         _check(self.batch is None or self.batch >= 1, f"batch must be >= 1, got {self.batch}")
         _check(self.runtime in RUNTIMES, f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        _check(self.decoders is None or 1 <= self.decoders <= 64, f"decoders must be in [1, 64], got {self.decoders}")
         _check(self.gpus_per_worker is None or 0 < self.gpus_per_worker <= 8,
                f"gpus_per_worker must be in (0, 8] (fractions share a GPU), got {self.gpus_per_worker}")
         _check(self.shard_seconds >= 0, f"shard_seconds must be >= 0 (0 = whole video), got {self.shard_seconds}")
@@ -107,6 +111,10 @@ class RunConfig:
     def batch_for(self, device: str) -> int:
         """Frames per detector forward pass: ``batch``, else 32 on CUDA and 8 on the CPU."""
         return self.batch or (32 if device.startswith("cuda") else 8)
+
+    def decoders_for(self, device: str) -> int:
+        """Shards an actor runs at once: ``decoders``, else 4 on CUDA (their decoders keep one GPU fed) and 1 on the CPU."""
+        return self.decoders or (4 if device.startswith("cuda") else 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}

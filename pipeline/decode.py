@@ -25,10 +25,12 @@ import numpy as np
 from videolake.pipeline import storage
 from videolake.pipeline.errors import DecodeError, SourceError
 
-__all__ = ["VideoInfo", "Frame", "DecodeStats", "PtsSampler", "probe", "iter_frames"]
+__all__ = ["VideoInfo", "Frame", "DecodeStats", "PtsSampler", "probe", "iter_frames", "use_hardware_decoding"]
 
 # Give up on a video after this many packets in a row fail to decode.
 _MAX_CONSECUTIVE_ERRORS = 50
+# PyAV hardware device type frames are decoded on in this process (``use_hardware_decoding``), if any.
+_hw_device_type: str | None = None
 DEFAULT_MAX_PIXELS = 8192 * 8192
 # The probe keeps keyframes at least this far apart: enough to plan shards, bounded for all-intra video.
 KEYFRAME_SPACING_S = 1.0
@@ -101,6 +103,17 @@ class PtsSampler:
             return False
         self._next_t_s = (math.floor(t_s * self.fps + self._eps_s) + 1) / self.fps
         return True
+
+
+def use_hardware_decoding(device_type: str | None) -> bool:
+    """Decode frames on this process's GPU (``"cuda"``: NVDEC) where PyAV's FFmpeg supports the
+    device type, or in software (``None``); returns whether hardware decoding is on. Decoded frames
+    still arrive in memory; a video the hardware cannot open is decoded in software."""
+    from av.codec.hwaccel import hwdevices_available
+
+    global _hw_device_type
+    _hw_device_type = device_type if device_type in hwdevices_available() else None
+    return _hw_device_type is not None
 
 
 def probe(
@@ -196,7 +209,7 @@ def iter_frames(
     uri = os.fspath(uri)
     stats = stats if stats is not None else DecodeStats()
     sampler = PtsSampler(analysis_fps)
-    with _open(uri) as container:
+    with _open(uri, decoding=True) as container:
         stream = _video_stream(container, uri)
         stream.thread_type = "AUTO"
         stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(max_pixels)}
@@ -275,14 +288,15 @@ def _duration_s(container: av.container.InputContainer, stream: av.video.stream.
 
 
 @contextlib.contextmanager
-def _open(uri: str) -> Iterator[av.container.InputContainer]:
-    """The container, local or streamed from a bucket through a read-ahead file object."""
+def _open(uri: str, decoding: bool = False) -> Iterator[av.container.InputContainer]:
+    """The container, local or streamed from a bucket through a read-ahead file object; opened for
+    hardware decoding where ``decoding`` and ``use_hardware_decoding`` say so."""
     if not storage.is_remote(uri):
         if not os.path.exists(uri):
             raise SourceError(f"{uri}: file not found")
         if os.path.getsize(uri) == 0:
             raise SourceError(f"{uri}: file is empty (0 bytes)")
-        with _container(uri, uri) as container:
+        with _container(uri, uri, decoding) as container:
             yield container
         return
     reader = _Reader(storage.open_input(uri))
@@ -290,7 +304,7 @@ def _open(uri: str) -> Iterator[av.container.InputContainer]:
         if reader.size == 0:
             raise SourceError(f"{uri}: file is empty (0 bytes)")
         try:
-            with _container(reader, uri) as container:
+            with _container(reader, uri, decoding) as container:
                 yield container
         except DecodeError:
             reader.raise_storage_error(uri)  # a read that failed for good is the bucket's fault, not the video's
@@ -299,15 +313,29 @@ def _open(uri: str) -> Iterator[av.container.InputContainer]:
 
 
 @contextlib.contextmanager
-def _container(file: str | IO[bytes], uri: str) -> Iterator[av.container.InputContainer]:
+def _container(file: str | IO[bytes], uri: str, decoding: bool = False) -> Iterator[av.container.InputContainer]:
+    container = _hardware_container(file) if decoding and _hw_device_type else None
     try:
-        container = av.open(file, mode="r", metadata_errors="ignore", options=_CONTAINER_OPTIONS)
+        container = container or av.open(file, mode="r", metadata_errors="ignore", options=_CONTAINER_OPTIONS)
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{uri}: not a readable video container: {_short(exc)}") from None
     except OSError as exc:
         raise SourceError(f"{uri}: cannot open: {exc}") from None
     with container:
         yield container
+
+
+def _hardware_container(file: str | IO[bytes]) -> av.container.InputContainer | None:
+    """The container opened for hardware decoding, or ``None`` where the device cannot open it."""
+    from av.codec.hwaccel import HWAccel
+
+    try:
+        return av.open(file, mode="r", metadata_errors="ignore", options=_CONTAINER_OPTIONS,
+                       hwaccel=HWAccel(device_type=_hw_device_type, allow_software_fallback=True))
+    except (av.error.FFmpegError, OSError):
+        if not isinstance(file, str):
+            file.seek(0)
+        return None
 
 
 class _Reader:

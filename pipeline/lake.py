@@ -11,7 +11,7 @@ Layout (``LAKE`` is a folder or a bucket URL, ``s3://bucket/prefix``)::
 
 Workers write a shard's staging files under a temporary name and rename them into place
 (one PUT in a bucket); the ``ledger`` file comes last, so a shard is committed exactly when
-its ledger file exists. The driver then publishes each finished video: its detections and
+its ledger file exists. A worker then publishes each finished video: its detections and
 clips (track ids stitched, ``camera_id`` and wall-clock ``ts`` added), its ``shards`` rows and
 its ``videos`` row, each a Delta transaction that replaces that video's rows
 (``lake.commit_video``, see ``videolake.pipeline.commit``). Readers only ever see whole

@@ -166,6 +166,13 @@ def make_damaged_corpus(directory: Path) -> dict[str, Path]:
     return out
 
 
+def tagged_mp4(data: bytes, tag: str) -> bytes:
+    """An MP4's bytes and a trailing ``free`` box holding ``tag``, which readers skip: the same video as
+    a distinct content (the lake knows a video by its bytes, so byte copies of one file are one video)."""
+    payload = tag.encode()
+    return data + (8 + len(payload)).to_bytes(4, "big") + b"free" + payload
+
+
 def with_creation_time(src: Path, dst: Path, creation_time: str) -> Path:
     """``src``'s video stream remuxed (no re-encoding) into ``dst`` with a container ``creation_time`` tag."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:

@@ -61,6 +61,8 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
         (["run", "{tmp}/missing", "--out", "{tmp}/lake"], 1, "source not found"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--imgsz", "100"], 2, "imgsz must be a multiple of 32"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--tracker", "sort"], 2, "tracker must be one of"),
+        (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--max-workers", "0"], 2, "max_workers must be >= 1"),
+        (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--decoders", "0"], 2, "decoders must be in [1, 64]"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/file/lake"], 1, "is not writable"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--detector", "{tmp}/nope.pt"], 1, "detector weights not found"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--actions", "{tmp}/file"], 1, "must be a .safetensors file"),
@@ -117,9 +119,13 @@ def test_kill_9_mid_run_then_rerun_gives_exactly_the_rows_of_a_clean_run(samples
     proc.wait()
     assert 3 <= committed < 8, "the kill should land after some shards and before the end"
 
-    resumed = vl("run", *args, "--out", lake, env=cli_env)
+    resumed = vl("run", *[a for a in args if a != "--quiet"], "--out", lake, env=cli_env)  # with its progress
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"shards: \d+ processed, 0 failed, [1-9]\d* already done, 8 in all", resumed.stdout), resumed.stdout
+    # Its progress counted only the shards left: their frames, not the whole videos' (the clean run's).
+    done, total = map(int, re.findall(r"videos 2/2  frames (\d+)/(\d+)", resumed.stderr)[-1])
+    clean_frames = int(re.search(r"frames analysed: (\d+)", clean.stdout).group(1))
+    assert 0 < done < clean_frames and abs(total - done) <= 0.1 * clean_frames, (done, total, clean_frames)
 
     def table(lake_dir, sql):
         out = vl("query", lake_dir, sql, "--format", "json", env=cli_env)

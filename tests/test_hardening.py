@@ -100,7 +100,9 @@ def test_a_run_listens_on_loopback_only_leaves_nothing_and_never_shows_a_secret(
     db = sqlite3.connect(Path(env["PREFECT_HOME"]) / "prefect.db")
     tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     prefect = repr([db.execute(f'SELECT * FROM "{name}"').fetchall() for name in tables])  # parameters, logs, events, all
-    assert str(videos) in prefect and "probe bikes" in prefect and db.execute("SELECT count(*) FROM log").fetchone()[0] > 0
+    # the flow run's parameters and log lines, the failed video's error among them (no task runs: the lake holds shards)
+    assert str(videos) in prefect and "not a readable video container" in prefect
+    assert db.execute("SELECT count(*) FROM log").fetchone()[0] > 0
     lake_bytes = b"".join(p.read_bytes() for p in lake.rglob("*") if p.is_file())
     assert b"not a readable video container" in lake_bytes
     for secret in secrets:

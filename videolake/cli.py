@@ -122,10 +122,12 @@ def run(
     tracker: Optional[str] = typer.Option(None, help="bytetrack or botsort [default: bytetrack]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
     workers: Optional[int] = typer.Option(None, help="Ray actors [default: what the cores or GPUs support]."),
+    max_workers: Optional[int] = typer.Option(None, "--max-workers", help="Autoscaling: ask the cluster for up to this many actors as the backlog needs [default: what it holds now]."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster [default: RAY_ADDRESS or a local Ray]."),
     batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8 on CPU, 32 on CUDA]."),
     runtime: Optional[str] = typer.Option(None, help="Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx [default: auto]."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
+    decoders: Optional[int] = typer.Option(None, help="Shards one actor runs at once, each decoding in its own thread [default: 4 on CUDA, 1 on CPU]."),
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
     camera_pattern: Optional[str] = typer.Option(None, "--camera-pattern", help="Regular expression on each video's path whose group 'camera' (or first group) is its camera_id [default: the parent folder's name]."),
     time_pattern: Optional[str] = typer.Option(None, "--time-pattern", help="strptime format of a start time in file names, for recorded_at when the container has no creation_time [default: %Y%m%d_%H%M%S]."),
@@ -145,9 +147,9 @@ def run(
         summary = analyze(sources, out, config=config, retry_failed=retry_failed, show_progress=not quiet,
                           detector=detector, actions=actions, analysis_fps=analysis_fps, imgsz=imgsz,
                           clip_seconds=clip_seconds, conf=conf, tracker=tracker, device=device, workers=workers,
-                          ray_address=ray_address, batch=batch, gpus_per_worker=gpus_per_worker, shard_seconds=shard_seconds,
-                          runtime=runtime, pose=pose, pose_imgsz=pose_imgsz, camera_pattern=camera_pattern,
-                          time_pattern=time_pattern)
+                          max_workers=max_workers, ray_address=ray_address, batch=batch, gpus_per_worker=gpus_per_worker,
+                          decoders=decoders, shard_seconds=shard_seconds, runtime=runtime, pose=pose, pose_imgsz=pose_imgsz,
+                          camera_pattern=camera_pattern, time_pattern=time_pattern)
         typer.echo("\n".join(summary.lines()))
 
     _guard(go)

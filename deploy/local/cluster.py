@@ -7,9 +7,14 @@
 
 It starts a Prefect server, a Ray head (no CPUs: it only coordinates, like a cluster's head)
 and two Ray worker nodes with different resources (worker a: 1 CPU; worker b: 1 CPU and,
-with VIDEOLAKE_WORKER_B_GPUS, declared GPUs). Each process runs in its own process group,
-so ``down`` (or a test killing a node) stops exactly that node and nothing else on the
-machine: it never calls ``ray stop``, which would stop every Ray on the machine.
+with VIDEOLAKE_WORKER_B_GPUS, declared GPUs). With VIDEOLAKE_AUTOSCALING=1 it starts no worker
+node: the head runs Ray's autoscaler with its fake multi-node provider (``fake_multinode``, the
+config ``autoscaling_config`` writes), which starts 1-CPU worker nodes on this machine when a run
+asks for them (up to VIDEOLAKE_AUTOSCALING_MAX_NODES, default 2) and stops them once idle for
+VIDEOLAKE_IDLE_TIMEOUT_S (default 10). Each process runs in its own process group (the
+autoscaler's nodes in the head's), so ``down`` (or a test killing a node) stops exactly those
+processes and nothing else on the machine: it never calls ``ray stop``, which would stop every
+Ray on the machine.
 
 Settings (environment): VIDEOLAKE_CLUSTER_DIR (state, logs, Ray's temp dir; default
 /tmp/videolake-cluster), VIDEOLAKE_RAY_PORT (head's GCS port, default 26379; the ports of the
@@ -49,6 +54,9 @@ class Settings:
     prefect_port: int
     object_store_mb: int
     worker_b_gpus: int
+    autoscaling: bool = False
+    autoscaling_max_nodes: int = 2
+    idle_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +68,9 @@ class Settings:
             prefect_port=int(env.get("VIDEOLAKE_PREFECT_PORT", "46420")),
             object_store_mb=int(env.get("VIDEOLAKE_OBJECT_STORE_MB", "200")),
             worker_b_gpus=int(env.get("VIDEOLAKE_WORKER_B_GPUS", "0")),
+            autoscaling=env.get("VIDEOLAKE_AUTOSCALING", "0") == "1",
+            autoscaling_max_nodes=int(env.get("VIDEOLAKE_AUTOSCALING_MAX_NODES", "2")),
+            idle_timeout_s=float(env.get("VIDEOLAKE_IDLE_TIMEOUT_S", "10")),
         )
 
     @property
@@ -143,6 +154,29 @@ def _has_ray_client() -> bool:
     return importlib.util.find_spec("grpc") is not None
 
 
+def autoscaling_config(settings: Settings) -> dict:
+    """Ray's autoscaler on this machine: the fake multi-node provider starts each worker node as local
+    processes (1 CPU each) and stops them once idle; the head has no CPUs, as on a real cluster."""
+    return {
+        "cluster_name": "videolake-local",
+        "max_workers": settings.autoscaling_max_nodes,
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": settings.idle_timeout_s / 60,
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                     "disable_launch_config_check": True, "gcs_address": f"{HOST}:{settings.ray_port}"},
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+            "ray.worker.cpu": {"resources": {"CPU": 1, "object_store_memory": settings.object_store_mb * 1024 * 1024},
+                               "node_config": {}, "min_workers": 0, "max_workers": settings.autoscaling_max_nodes},
+        },
+        "head_node_type": "ray.head.default",
+        "auth": {}, "docker": {}, "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
+        "rsync_exclude": [], "rsync_filter": [], "initialization_commands": [], "setup_commands": [],
+        "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+    }
+
+
 def _ray_node(name: str, settings: Settings, index: int, head: bool, cpus: int, gpus: int,
               resources: dict, env: dict) -> Process:
     base = settings.ray_port + 10 * (index + 1)  # per-node agent ports, so nodes on one host never collide
@@ -155,6 +189,11 @@ def _ray_node(name: str, settings: Settings, index: int, head: bool, cpus: int, 
     if head:
         argv += ["--head", f"--port={settings.ray_port}", "--include-dashboard=false",
                  f"--temp-dir={settings.directory / 'ray'}"]
+        if settings.autoscaling:
+            config = settings.directory / "autoscaling.json"  # JSON is YAML: what `--autoscaling-config` reads
+            config.write_text(json.dumps(autoscaling_config(settings), indent=2))
+            argv += [f"--autoscaling-config={config}", f"--node-ip-address={HOST}"]
+            env = {**env, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         if _has_ray_client():
             argv.append(f"--ray-client-server-port={settings.ray_client_port}")
     else:
@@ -183,9 +222,10 @@ def up(settings: Settings) -> Cluster:
                                             "--port", str(settings.prefect_port)], prefect_env, settings)
         cluster.processes.append(prefect)
         cluster.processes.append(_ray_node("ray-head", settings, 0, True, 0, 0, {}, env))
-        cluster.processes.append(_ray_node("ray-worker-a", settings, 1, False, 1, 0, {"videolake_worker_a": 1}, env))
-        cluster.processes.append(_ray_node("ray-worker-b", settings, 2, False, 1, settings.worker_b_gpus,
-                                           {"videolake_worker_b": 1}, env))
+        if not settings.autoscaling:  # else the autoscaler starts worker nodes when a run asks for them
+            cluster.processes.append(_ray_node("ray-worker-a", settings, 1, False, 1, 0, {"videolake_worker_a": 1}, env))
+            cluster.processes.append(_ray_node("ray-worker-b", settings, 2, False, 1, settings.worker_b_gpus,
+                                               {"videolake_worker_b": 1}, env))
         _wait_for("the Prefect server", lambda: _http_ok(f"{prefect_url}/health"), prefect)
     except BaseException:
         _stop(cluster.processes)

@@ -4,6 +4,7 @@ in the middle of a run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -50,14 +51,16 @@ def _free_base(start: int, stop: int, span: int) -> int:
     raise RuntimeError(f"no free ports in {start}..{stop}")
 
 
-@pytest.fixture(scope="module")
-def local_cluster():
-    directory = Path(tempfile.mkdtemp(prefix="vlc-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
-    ray_port = _free_base(26500, 27500, 50)
+@contextlib.contextmanager
+def cluster_up(prefix: str, ray_ports: tuple[int, int], prefect_ports: tuple[int, int], **settings: str):
+    """``deploy/local/cluster.py up`` with its own directory and ports and ``settings`` (its VIDEOLAKE_
+    variables); ``down`` after the block, which must leave none of its processes behind."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
+    ray_port = _free_base(*ray_ports, 50)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PREFECT_"))}
     env.update(VIDEOLAKE_CLUSTER_DIR=str(directory), VIDEOLAKE_RAY_PORT=str(ray_port),
-               VIDEOLAKE_RAY_CLIENT_PORT=str(ray_port + 1), VIDEOLAKE_PREFECT_PORT=str(_free_base(46500, 47500, 1)),
-               VIDEOLAKE_WORKER_B_GPUS="1")  # a mixed cluster: worker b declares a GPU (placement only; runs use cpu)
+               VIDEOLAKE_RAY_CLIENT_PORT=str(ray_port + 1), VIDEOLAKE_PREFECT_PORT=str(_free_base(*prefect_ports, 1)),
+               **settings)
     t0 = time.perf_counter()
     up = subprocess.run([sys.executable, str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr[-3000:]
@@ -72,6 +75,13 @@ def local_cluster():
         assert down.returncode == 0, down.stderr[-2000:]
         assert not any(psutil.pid_exists(p["pid"]) and _group_alive(p["pid"]) for p in state["processes"])
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    # a mixed cluster: worker b declares a GPU (placement only; runs use cpu)
+    with cluster_up("vlc-", (26500, 27500), (46500, 47500), VIDEOLAKE_WORKER_B_GPUS="1") as cluster:
+        yield cluster
 
 
 def _group_alive(pgid: int) -> bool:

@@ -109,6 +109,7 @@ def test_the_raycluster_uses_kuberay_fields_and_its_gpu_limits_agree_with_ray():
     assert spec["enableInTreeAutoscaling"] is True
     assert set(spec["autoscalerOptions"]) <= AUTOSCALER_OPTIONS
     assert spec["autoscalerOptions"]["upscalingMode"] in ("Default", "Aggressive", "Conservative")
+    assert 0 < spec["autoscalerOptions"]["idleTimeoutSeconds"] <= 600  # idle GPU pods go away after a run
     head = spec["headGroupSpec"]
     assert set(head) <= HEAD_GROUP and {"rayStartParams", "template"} <= set(head)
     assert head["rayStartParams"]["num-cpus"] == "0"  # the head coordinates; actors go to the workers
@@ -145,8 +146,12 @@ def test_the_rayjob_runs_videolake_with_options_the_cli_has_on_that_cluster():
     assert argv[:2] == ["videolake", "run"]
     options = [a for a in argv if a.startswith("-")]
     assert set(options) <= _cli_options(), set(options) - _cli_options()
-    value = {opt: argv[argv.index(opt) + 1] for opt in ("--out", "--ray-address", "--device")}
+    value = {opt: argv[argv.index(opt) + 1] for opt in ("--out", "--ray-address", "--device", "--max-workers")}
     assert (value["--ray-address"], value["--device"]) == ("auto", "cuda")  # inside the cluster, on its GPUs
+    # the backlog may ask for one actor per GPU the autoscaler can add, and no more
+    groups = _manifest("raycluster.yaml")["spec"]["workerGroupSpecs"]
+    assert int(value["--max-workers"]) == sum(g["maxReplicas"] * int(g["rayStartParams"]["num-gpus"]) for g in groups)
+    assert all(g["minReplicas"] == 0 for g in groups)  # no GPU pod between runs
     assert value["--out"].startswith("s3://") and argv[2].startswith("s3://")
 
 
@@ -156,7 +161,8 @@ def test_the_ray_cluster_launcher_config_passes_ray_s_schema():
     config = yaml.safe_load((DEPLOY / "ray" / "cluster.yaml").read_text())
     validate_config(prepare_config(config))
     workers = config["available_node_types"]["gpu_worker"]
-    assert 0 < workers["min_workers"] <= workers["max_workers"] <= config["max_workers"]
+    assert 0 == workers["min_workers"] < workers["max_workers"] <= config["max_workers"]  # none between runs
+    assert 0 < config["idle_timeout_minutes"] <= 10
     assert config["available_node_types"][config["head_node_type"]]["resources"] == {"CPU": 0}
     assert any("--num-cpus=0" in c for c in config["head_start_ray_commands"])
     assert "videolake models" in config["setup_commands"]

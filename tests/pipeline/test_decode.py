@@ -116,6 +116,26 @@ def test_memory_stays_bounded_frames_stream_one_at_a_time(samples_dir):
     assert len(refs) == 250 and alive <= 1
 
 
+def test_hardware_decoding_where_the_device_cannot_open_falls_back_to_the_same_frames(samples_dir):
+    """On CUDA nodes frames decode on NVDEC; where no device opens (here: no GPU), the same frames in software."""
+    import torch
+    from av.codec.hwaccel import hwdevices_available
+
+    from videolake.pipeline.decode import use_hardware_decoding
+
+    path = samples_dir / "bikes.mp4"
+    software = [(f.frame_index, f.t_s, f.image) for f in iter_frames(path, 4.0, start_s=2.0)]
+    try:
+        assert use_hardware_decoding("no-such-device") is False
+        assert use_hardware_decoding("cuda") is ("cuda" in hwdevices_available())  # then tried at each open
+        hardware = [(f.frame_index, f.t_s, f.image) for f in iter_frames(path, 4.0, start_s=2.0)]
+    finally:
+        use_hardware_decoding(None)
+    assert [h[:2] for h in hardware] == [s[:2] for s in software] and len(software) > 10
+    if not torch.cuda.is_available():  # software both times: identical pixels (NVDEC may round differently)
+        assert all(np.array_equal(h[2], s[2]) for h, s in zip(hardware, software))
+
+
 def test_a_stream_that_switches_to_frames_over_the_limit_never_decodes_them_at_full_size(tmp_path):
     from tests.media import resolution_switching_ts
 
