@@ -323,19 +323,30 @@ class ParquetSink:
         if not self._pending:
             return
         if self._writer is None:
-            try:
-                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
-            except OSError as exc:
-                raise LakeError(f"cannot write {self.path}: {exc}") from None
+            self._open()
         self._writer.write_table(pa.concat_tables(self._pending), row_group_size=self.row_group_rows)
         self.rows_written += self._pending_rows
         self._pending, self._pending_rows = [], 0
+
+    def _open(self) -> None:
+        for attempt in range(3):
+            try:
+                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+                return
+            except FileNotFoundError:
+                # Local: another writer's clean-up removed the folder it found empty between our
+                # makedirs and this open (two runs publishing one video). Make it again.
+                if attempt == 2 or os.path.dirname(self._tmp) == "":
+                    raise LakeError(f"cannot write {self.path}: its folder keeps disappearing") from None
+                os.makedirs(os.path.dirname(self._tmp), exist_ok=True)
+            except OSError as exc:
+                raise LakeError(f"cannot write {self.path}: {exc}") from None
 
     def close(self) -> None:
         try:
             self._flush()
             if self._writer is None:  # no rows: still write an empty file so the video's output is explicit
-                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+                self._open()
             self._writer.close()
             storage.put_file(self._tmp, self.path)
         finally:

@@ -12,6 +12,7 @@ about 1/20 of a detector frame (see docs/models.md for the figures).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -83,6 +84,7 @@ class PoseEstimator:
             raise ModelError(f"{weights} predicts keypoints of shape {kpt_shape}; COCO's 17 keypoints are needed")
         self.imgsz, self.margin, self.conf = imgsz, margin, conf
         self.half = self.device.startswith("cuda") and self.runtime == "torch"
+        self._lock = threading.Lock()  # an Ultralytics predictor is not thread-safe; shards may run side by side
         self._predict([np.zeros((imgsz, imgsz, 3), np.uint8)])  # load, fuse and warm up now
         if self.runtime == "onnx" and threads:
             set_onnx_threads(self.model, threads)
@@ -114,8 +116,9 @@ class PoseEstimator:
     def _predict(self, crops: list[np.ndarray]) -> list:
         if not crops:
             return []
-        return self.model.predict(crops, imgsz=self.imgsz, conf=self.conf, device=self.device,
-                                  quantize=16 if self.half else None, verbose=False)
+        with self._lock:
+            return self.model.predict(crops, imgsz=self.imgsz, conf=self.conf, device=self.device,
+                                      quantize=16 if self.half else None, verbose=False)
 
     def __repr__(self) -> str:
         from pathlib import Path
