@@ -101,6 +101,9 @@ def commit_video(lake: Lake, commit: VideoCommit) -> None:
     storage.remove(intent)
 
 
+_APPLY_ATTEMPTS = 3
+
+
 def _video_predicate(commit: VideoCommit) -> str:
     return f"config_hash = {sql_literal(commit.config_hash)} AND video_id = {sql_literal(commit.video_id)}"
 
@@ -114,20 +117,26 @@ def _apply(lake: Lake, commit: VideoCommit) -> None:
                    f"run_id = {sql_literal(commit.run_id)} AND video_id = {sql_literal(commit.video_id)}", what)
         lake.notify(f"video {commit.video_id} was published by another run meanwhile; keeping its rows")
         return
-    try:
-        if commit.ok:
-            for table in ("detections", "clips"):
-                lake.write(table, lambda t=table: _published(lake, commit, t), _video_predicate(commit), what)
-        lake.write("shards", lambda: lake.rows("shards", commit.shards),
-                   f"run_id = {sql_literal(commit.run_id)} AND video_id = {sql_literal(commit.video_id)}", what)
-        lake.write("videos", lambda: lake.rows("videos", [commit.video]), _video_predicate(commit), what)
-    except Exception:
-        # Another run that analysed the same video at the same time may have published it and
-        # removed the staged files this commit was reading: its rows are the same rows.
-        if commit.ok and is_committed(lake, commit.config_hash, commit.video_id):
-            lake.notify(f"video {commit.video_id} was published by another run meanwhile; keeping its rows")
-            return
-        raise
+    for attempt in range(_APPLY_ATTEMPTS):
+        try:
+            if commit.ok:
+                for table in ("detections", "clips"):
+                    lake.write(table, lambda t=table: _published(lake, commit, t), _video_predicate(commit), what)
+            lake.write("shards", lambda: lake.rows("shards", commit.shards),
+                       f"run_id = {sql_literal(commit.run_id)} AND video_id = {sql_literal(commit.video_id)}", what)
+            lake.write("videos", lambda: lake.rows("videos", [commit.video]), _video_predicate(commit), what)
+            break
+        except Exception:
+            # Another run that analysed the same video at the same time may have published it and
+            # removed the staged files this commit was reading: its rows are the same rows.
+            if commit.ok and is_committed(lake, commit.config_hash, commit.video_id):
+                lake.notify(f"video {commit.video_id} was published by another run meanwhile; keeping its rows")
+                return
+            # Or it is writing the same staged files (same content, same settings) under this read:
+            # every write above replaces the video's rows, so reading them again is safe.
+            if not commit.ok or attempt == _APPLY_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     if commit.ok:
         _remove_staging(lake, commit)
 
