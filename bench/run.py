@@ -76,7 +76,8 @@ CEILING = r"""
 import json, sys, time, av, numpy as np, torch
 from ultralytics.data.augment import LetterBox
 from videolake.pipeline.detect import Detector
-weights, imgsz, batch, out, runtime, threads, per_video = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+weights, out, runtime = sys.argv[1], sys.argv[4], sys.argv[5]
+imgsz, batch, threads, per_video = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[6]), int(sys.argv[7])
 videos = sys.argv[8:]
 torch.set_num_threads(threads)
 detector = Detector(weights, imgsz=imgsz, runtime=runtime, threads=threads)  # loads, exports (cached) and warms up
@@ -288,7 +289,8 @@ def main() -> None:
         f"({video_s:.1f} s of video: the three samples and a {args.long_seconds:.0f} s loop of bikes.mp4, 640x272); "
         f"conf {args.conf} on both sides; videolake detector runtime {args.runtime} (ceiling ran {ceiling['runtime']} "
         f"on up to {args.ceiling_frames} frames of each video, inputs "
-        f"{', '.join('x'.join(map(str, v['input_shape'])) for v in per_video)}, weighted by each video's frames); load average at the end {os.getloadavg()[0]:.1f} (the machine is shared).\n",
+        f"{', '.join('x'.join(map(str, v['input_shape'])) for v in per_video)}, weighted by each video's frames); "
+        f"load average at the end {os.getloadavg()[0]:.1f} (the machine is shared).\n",
         "| run | frames | wall s | frames/s | video-s per wall-s | peak RSS GiB | start-up s |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -62,7 +62,8 @@ def write_synthetic_lake(lake: Path, labels_csv: Path, n_tracks: int, seed: int,
                 for t, box, conf, kp, pose_conf in zip(t_s, track.xyxy, track.confidence, track.keypoints, track.pose_confidence):
                     found = pose_conf > 0
                     detections.append({
-                        "video_id": video_id, "content_key": "synthetic", "shard_index": 0, "frame_index": int(round((offset_s + t) * 30)), "t_s": float(offset_s + t),
+                        "video_id": video_id, "content_key": "synthetic", "shard_index": 0,
+                        "frame_index": int(round((offset_s + t) * 30)), "t_s": float(offset_s + t),
                         "track_id": i + 1, "class_id": 0, "class_name": "Normal",
                         "confidence": float(conf), "x1": float(box[0]), "y1": float(box[1]), "x2": float(box[2]),
                         "y2": float(box[3]), "run_id": RUN_ID,

@@ -122,15 +122,18 @@ def run(
     tracker: Optional[str] = typer.Option(None, help="bytetrack or botsort [default: bytetrack]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N [default: auto]."),
     workers: Optional[int] = typer.Option(None, help="Ray actors [default: what the cores or GPUs support]."),
-    max_workers: Optional[int] = typer.Option(None, "--max-workers", help="Autoscaling: ask the cluster for up to this many actors as the backlog needs [default: what it holds now]."),
+    max_workers: Optional[int] = typer.Option(None, "--max-workers", help="Autoscaling: ask the cluster for up to this many actors as the backlog needs "
+                                                     "[default: what it holds now]."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster [default: RAY_ADDRESS or a local Ray]."),
     batch: Optional[int] = typer.Option(None, help="Frames per detector forward pass [default: 8 on CPU, 32 on CUDA]."),
     runtime: Optional[str] = typer.Option(None, help="Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx [default: auto]."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
     decoders: Optional[int] = typer.Option(None, help="Shards one actor runs at once, each decoding in its own thread [default: 4 on CUDA, 1 on CPU]."),
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
-    camera_pattern: Optional[str] = typer.Option(None, "--camera-pattern", help="Regular expression on each video's path whose group 'camera' (or first group) is its camera_id [default: the parent folder's name]."),
-    time_pattern: Optional[str] = typer.Option(None, "--time-pattern", help="strptime format of a start time in file names, for recorded_at when the container has no creation_time [default: %Y%m%d_%H%M%S]."),
+    camera_pattern: Optional[str] = typer.Option(None, "--camera-pattern", help="Regular expression on each video's path whose group 'camera' "
+                                                          "(or first group) is its camera_id [default: the parent folder's name]."),
+    time_pattern: Optional[str] = typer.Option(None, "--time-pattern", help="strptime format of a start time in file names, for recorded_at "
+                                                        "when the container has no creation_time [default: %Y%m%d_%H%M%S]."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse quarantined videos (failed before on the same content) again."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with the same keys as these options."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
@@ -231,7 +234,8 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
 @app.command()
 def compact(
     lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
-    retention_hours: float = typer.Option(168.0, "--retention-hours", help="Delete files that no table version of the last this many hours reads [default: 168, Delta's own]."),
+    retention_hours: float = typer.Option(168.0, "--retention-hours", help="Delete files that no table version of the last this many hours "
+                                                          "reads [default: 168, Delta's own]."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
 ) -> None:
     """Merge the tables' small files (Delta optimize), delete unread old files (vacuum), checkpoint the logs."""

@@ -46,7 +46,8 @@ def test_sink_streams_row_groups_and_stamps_the_schema_version(tmp_path):
     with ParquetSink(path, "clips", row_group_rows=10) as sink:
         for start in range(0, 35, 5):
             n = 5
-            sink.write({"video_id": ["v"] * n, "content_key": ["c"] * n, "shard_index": [0] * n, "clip_index": list(range(start, start + n)), "t_start_s": [0.0] * n,
+            sink.write({"video_id": ["v"] * n, "content_key": ["c"] * n, "shard_index": [0] * n,
+                        "clip_index": list(range(start, start + n)), "t_start_s": [0.0] * n,
                         "t_end_s": [2.0] * n, "track_id": [1] * n, "action": ["walking"] * n,
                         "action_confidence": [0.5] * n, "action_probs": [[0.1, 0.9]] * n, "n_frames": [4] * n,
                         "run_id": ["r"] * n})

@@ -99,7 +99,7 @@ def test_two_writers_and_a_compaction_at_once_end_with_each_video_once_and_reade
     said = [line for worker in (0, 1) for line in results[worker]]
     assert all(line.startswith(("waiting: another writer committed", "video ")) for line in said), said
     print(f"\n{'bucket' if url.startswith('s3://') else 'disk'}: {reads} reads during the commits saw {len(seen)} videos appear whole; "
-          f"{results['compactions']} compactions; the writers waited {sum(l.startswith('waiting') for l in said)} time(s)")
+          f"{results['compactions']} compactions; the writers waited {sum(line.startswith('waiting') for line in said)} time(s)")
 
 
 def test_a_writer_behind_another_commit_retries_and_says_so_in_one_line(tmp_path):

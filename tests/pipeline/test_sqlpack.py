@@ -18,7 +18,8 @@ def _clip(video, k, track, action, conf=0.9):
 
 
 def _det(video, t, track):
-    return {"video_id": video, "content_key": "c", "shard_index": 0, "frame_index": int(t * 10), "t_s": t, "track_id": track, "class_id": 0, "class_name": "Normal",
+    return {"video_id": video, "content_key": "c", "shard_index": 0, "frame_index": int(t * 10), "t_s": t, "track_id": track,
+            "class_id": 0, "class_name": "Normal",
             "confidence": 0.9, "x1": 0, "y1": 0, "x2": 10, "y2": 20, "run_id": "r"}
 
 
