@@ -51,7 +51,22 @@ _ATTEMPTS = 3
 _TIMEOUT_ATTEMPTS = 2
 
 
-@flow(name="analyze")
+def run_name() -> str:
+    """The flow run's name in Prefect's UI: what it reads and where it writes, e.g. ``cams/ +2 → lake``."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    sources = [str(s) for s in parameters.get("sources") or []]
+    first = _last_part(sources[0]) if sources else "nothing"
+    more = f" +{len(sources) - 1}" if len(sources) > 1 else ""
+    return redact(f"{first}{more} → {_last_part(str(parameters.get('lake', '')))}")
+
+
+def _last_part(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[-1] or location
+
+
+@flow(name="analyze", flow_run_name=run_name)
 def analyze(
     sources: list[str], lake: str, config: dict | None = None, show_progress: bool = True, retry_failed: bool = False,
 ) -> RunSummary:

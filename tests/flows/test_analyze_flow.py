@@ -50,6 +50,7 @@ def test_flow_analyses_good_videos_records_bad_ones_and_shows_its_progress_in_pr
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(summary.run_id)
         assert flow_run.state.is_completed()
+        assert flow_run.name == f"{mixed_folder.name} → lake"  # what it read and where it wrote
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
         artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
     assert task_runs == []
