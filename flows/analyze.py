@@ -1,6 +1,7 @@
 """The ``analyze`` flow: discover → skip what the lake has → probe → shard → Ray actors → stitch → run record.
 
-The flow run is the unit Prefect sees: its logs, a progress artifact, its final state. The work
+The flow run is the unit Prefect sees: its logs, a progress artifact, the summary's table artifacts,
+an event per falling or lying episode (``flows/outputs.py``), its final state. The work
 inside it is calls of the Ray actors (a probe per video, a call per shard, a finalize per video),
 each a future; ``_FanOut`` keeps a bounded window of them in flight and hands each finished one to a
 small handler. Per-shard state lives in the lake's ``shards`` table, per-video state in ``videos``:
@@ -24,6 +25,7 @@ from typing import Callable
 
 from prefect import flow, get_run_logger
 
+from videolake.flows.outputs import emit_episode_events, publish_summary
 from videolake.flows.progress import RunProgress
 from videolake.flows.server import prefect_api_in_background
 from videolake.pipeline.analyze import ShardJob, ShardResult, error_kind
@@ -39,7 +41,7 @@ from videolake.pipeline.scratch import sweep_leftovers
 from videolake.pipeline.shards import Shard, plan_shards
 from videolake.pipeline.sources import VideoSource
 from videolake.pipeline.stitch import VideoOutcome
-from videolake.pipeline.storage import redact, redact_logs
+from videolake.pipeline.storage import redact, redact_logs, set_storage_options
 
 __all__ = ["analyze", "run_analysis", "RunSummary"]
 
@@ -68,16 +70,30 @@ def _last_part(location: str) -> str:
 
 @flow(name="analyze", flow_run_name=run_name)
 def analyze(
-    sources: list[str], lake: str, config: dict | None = None, show_progress: bool = True, retry_failed: bool = False,
+    sources: list[str], lake: str, config: RunConfig | None = None, show_progress: bool = True, retry_failed: bool = False,
+    storage_block: str | None = None,
 ) -> RunSummary:
-    """Analyse every new or changed video under ``sources`` into ``lake``; returns the run's summary."""
+    """Analyse every new or changed video under ``sources`` into ``lake``; returns the run's summary.
+
+    ``config`` takes ``RunConfig``'s fields (a mapping is validated into one by Prefect; none: the defaults).
+    ``storage_block`` names a Prefect Secret block whose value is the buckets' storage options (a JSON
+    object, as ``--storage-options`` takes): credentials live in the block, never in parameters.
+    """
     from prefect.runtime import flow_run
 
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     redact_logs("prefect.flow_runs")  # a failed run is logged with its traceback
     logger = get_run_logger()
-    cfg = RunConfig.from_mapping(config or {})
+    if storage_block:
+        from prefect.blocks.system import Secret
+
+        try:
+            options = Secret.load(storage_block).get()
+        except ValueError as exc:  # no such block
+            raise ConfigError(f"storage_block {storage_block!r}: {exc}") from None
+        set_storage_options(options)  # this process and, through forwarded_env, the workers
+    cfg = config or RunConfig()
     plan = plan_run(sources, lake, cfg)
     lake = plan.lake
     sweep_leftovers(lake.url)  # what killed runs left: half-written files, Ray session folders, server logs
@@ -107,6 +123,10 @@ def analyze(
     write_run_record(plan, summary, started_at)
     for line in summary.lines():
         logger.info(line)
+    try:
+        publish_summary(summary)
+    except Exception as exc:  # noqa: BLE001 - the lake has the run's rows; the artifact is a view of them
+        logger.warning("could not publish the summary artifact: %s", redact(str(exc)))
     return summary
 
 
@@ -123,7 +143,7 @@ def run_analysis(plan: RunPlan, sources: list[str], show_progress: bool = True, 
         WorkerPool.prestart(cfg, plan.detector, plan.actions)
         try:
             wait_for_api()
-            return analyze(sources=sources, lake=plan.lake.url, config=cfg.to_dict(), show_progress=show_progress,
+            return analyze(sources=sources, lake=plan.lake.url, config=cfg, show_progress=show_progress,
                            retry_failed=retry_failed)
         finally:
             WorkerPool.discard_prestarted()
@@ -286,6 +306,7 @@ class _FanOut:
             return
         outcome: VideoOutcome = future.result()
         self.summary.add(outcome)
+        emit_episode_events(outcome.episodes, self.lake.url, self.run_id)
 
 
 def _record(video: _Video, shard: Shard, status: str, run_id: str, result: ShardResult | None = None,

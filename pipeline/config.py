@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,34 +30,65 @@ _RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Settings of one run. ``detector``/``actions`` of ``"default"`` mean the embedded models."""
+    """Settings of one run. ``detector``/``actions`` of ``"default"`` mean the embedded models.
+
+    A plain dataclass that pydantic validates where it meets the outside: as the ``analyze``
+    flow's ``config`` parameter, Prefect builds the deployment's typed parameter form from it
+    (each field's docstring is its description) and checks a run's values against it.
+    """
+
+    __pydantic_config__ = {"use_attribute_docstrings": True, "extra": "forbid"}  # a pydantic ConfigDict
 
     detector: str = "default"
+    """Detector weights (a path or an Ultralytics name); default: the embedded person detector."""
     actions: str = "default"
-    pose: str = "default"  # top-down pose model: default (embedded yolo11n-pose), Ultralytics pose weights, or none
-    pose_imgsz: int = 192  # pose model input: each person crop is scaled to this square
+    """Action LSTM weights (.safetensors); default: the embedded model."""
+    pose: str = "default"
+    """Top-down pose model: default (embedded yolo11n-pose), Ultralytics pose weights, or none for box-only actions."""
+    pose_imgsz: int = 192
+    """Pose model input: each person crop is scaled to this square."""
     analysis_fps: float = 8.0
+    """Frames per second analysed; 0 = every frame."""
     imgsz: int = 640
+    """Detector input size (a multiple of 32)."""
     clip_seconds: float = 2.0
+    """Length of the clips that get an action."""
     conf: float = 0.25
+    """Detection confidence threshold."""
     tracker: str = "bytetrack"
+    """bytetrack or botsort."""
     device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
     workers: int | None = None
-    max_workers: int | None = None  # autoscaling: actors the backlog may ask for (the cluster adds nodes)
+    """Ray actors; none: what the cores or GPUs support."""
+    max_workers: int | None = None
+    """Autoscaling: actors the backlog may ask for (the cluster adds nodes); none: what it holds now."""
     ray_address: str | None = None
-    batch: int | None = None  # None: 8 on the CPU, 32 on CUDA (see ``batch_for``)
-    runtime: str = "auto"  # detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch, onnx
+    """Ray cluster; none: RAY_ADDRESS or a local Ray."""
+    batch: int | None = None
+    """Frames per detector forward pass; none: 8 on the CPU, 32 on CUDA."""
+    runtime: str = "auto"
+    """Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx."""
     gpus_per_worker: float | None = None
-    decoders: int | None = None  # shards one actor runs at once, each decoding in its own thread (see ``decoders_for``)
+    """GPU share per actor, e.g. 0.5; none: 1."""
+    decoders: int | None = None
+    """Shards one actor runs at once, each decoding in its own thread; none: 4 on CUDA, 1 on the CPU."""
     shard_seconds: float = 60.0
+    """Cut videos into shards of about this length; 0 = whole video."""
     min_track_frames: int = 4
+    """Detections a track needs in a clip for an action; fewer give unknown."""
     max_pixels: int = 8192 * 8192
+    """Videos with larger frames are refused."""
     max_duration_s: float = 24 * 3600.0
+    """Videos longer than this are refused."""
     shard_timeout_s: float = 3600.0
+    """A shard running longer is stopped, tried once more, then quarantined."""
     probe_timeout_s: float = 600.0
-    camera_pattern: str | None = None  # regex on the source URI; None: the parent folder's name
-    time_pattern: str = "%Y%m%d_%H%M%S"  # strptime format found in file names for recorded_at; "" = off
-    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Reading a video's header for longer than this quarantines it."""
+    camera_pattern: str | None = None
+    """Regular expression on the video's path whose group 'camera' (or first group) is its camera_id; none: the parent folder's name."""
+    time_pattern: str = "%Y%m%d_%H%M%S"
+    """strptime format of a start time in file names, for recorded_at when the container has none; empty: off."""
 
     def __post_init__(self) -> None:
         _check(self.analysis_fps >= 0, f"analysis_fps must be >= 0 (0 = every frame), got {self.analysis_fps}")
@@ -88,7 +119,7 @@ class RunConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RunConfig:
         """Build from a mapping (YAML file, CLI flags). Keys may use ``-`` or ``_``; ``None`` values are ignored."""
-        names = {f.name for f in dataclasses.fields(cls) if f.name != "extra"}
+        names = {f.name for f in dataclasses.fields(cls)}
         clean: dict[str, Any] = {}
         for key, value in values.items():
             name = str(key).replace("-", "_")
@@ -104,7 +135,7 @@ class RunConfig:
 
     def merged(self, overrides: Mapping[str, Any]) -> RunConfig:
         """A copy with the non-None ``overrides`` applied."""
-        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        current = self.to_dict()
         current.update({k.replace("-", "_"): v for k, v in overrides.items() if v is not None})
         return RunConfig.from_mapping(current)
 
@@ -117,7 +148,7 @@ class RunConfig:
         return self.decoders or (4 if device.startswith("cuda") else 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def config_hash(self, detector_sha256: str, actions_sha256: str, pose_sha256: str | None) -> str:
         """16 hex digits over every setting and model hash that changes results (``pose_sha256`` None: no pose)."""

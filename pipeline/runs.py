@@ -66,6 +66,7 @@ class RunSummary:
     workers: int = 0
     features: str | None = None  # "pose" or "box": what the action model saw (from the shards that ran)
     moved: list[VideoSource] = field(default_factory=list)  # finished before, found at a new path
+    alerts_by_action: dict[str, int] = field(default_factory=dict)  # episodes of ``ALERT_ACTIONS`` (an event each)
 
     @classmethod
     def start(cls, run_id: str, plan: RunPlan, work: Triage) -> RunSummary:
@@ -88,6 +89,21 @@ class RunSummary:
         self.n_detections += outcome.n_detections
         self.n_tracks += outcome.n_tracks
         self.clips_by_action = dict(Counter(self.clips_by_action) + Counter(outcome.clips_by_action))
+        self.alerts_by_action = dict(Counter(self.alerts_by_action) + Counter(e.action for e in outcome.episodes))
+
+    def figures(self) -> list[dict[str, str]]:
+        """The summary's figures as rows of (figure, value), for a table artifact."""
+        values = {
+            "lake": self.lake, "config_hash": self.config_hash, "videos ok": self.videos_ok, "videos failed": self.videos_failed,
+            "videos already done": self.videos_done_before, "videos quarantined": self.videos_quarantined,
+            "shards processed": self.shards_processed, "shards failed": self.shards_failed,
+            "shards already done": self.shards_done_before, "frames analysed": self.frames_analyzed,
+            "detections": self.n_detections, "tracks": self.n_tracks,
+            **{f"clips {a}": n for a, n in sorted(self.clips_by_action.items())},
+            **{f"{a} episodes": n for a, n in sorted(self.alerts_by_action.items())},
+            "wall time (s)": round(self.wall_s, 1), "frames per second": round(self.frames_per_s, 1), "workers": self.workers,
+        }
+        return [{"figure": k, "value": str(v)} for k, v in values.items()]
 
     def lines(self) -> list[str]:
         new = self.videos_ok + self.videos_failed
@@ -103,6 +119,9 @@ class RunSummary:
             + {"pose": "  (actions from poses)", "box": "  (actions from boxes only: no pose model)"}.get(self.features or "", ""),
             f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",
         ]
+        if self.alerts_by_action:
+            out.append("alerts: " + ", ".join(f"{n} {a} episode(s)" for a, n in sorted(self.alerts_by_action.items()))
+                       + " (see the action_episodes view)")
         out += [f"failed: {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.failures]
         out += [f"quarantined (use --retry-failed): {uri}: {error.removeprefix(uri + ': ')}" for uri, error in self.quarantined]
         return out

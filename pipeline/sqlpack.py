@@ -3,7 +3,9 @@
 Registered on every connection by ``videolake.pipeline.query.connect``:
 
 - ``action_episodes`` (view): consecutive clips of one track with the same action merged
-  into one row with ``t_start_s``, ``t_end_s``, ``duration_s``, ``n_clips``.
+  into one row with ``t_start_s``, ``t_end_s``, ``duration_s``, the wall-clock ``ts`` of its
+  start, ``n_clips`` and the mean and highest confidence (``action_episodes()`` computes the
+  same rows for one video's clips in memory: a run's alert events come from it).
 - ``actions_per_bucket(bucket_s)`` (table macro): clips and distinct tracks per action in
   time buckets of ``bucket_s`` seconds (a clip counts in the bucket its start falls in).
 - ``track_dwell`` (view): how long each track stays in view (first to last detection),
@@ -23,25 +25,32 @@ Every result keeps ``config_hash``: results of different configurations or model
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
-__all__ = ["SQL_PACK", "SQL_PACK_NAMES", "register_sql_pack"]
+__all__ = ["SQL_PACK", "SQL_PACK_NAMES", "EPISODES_SQL", "register_sql_pack", "action_episodes"]
 
 SQL_PACK_NAMES = ("action_episodes", "actions_per_bucket", "track_dwell", "first_actions",
                   "camera_detections", "camera_clips", "actions_per_camera")
 
-SQL_PACK = """
-CREATE OR REPLACE VIEW action_episodes AS
+# Consecutive clips of one track with the same action, as one row: over a relation named ``clips``
+# with the lake's columns (the ``clips`` view, or one video's clips before they are published).
+EPISODES_SQL = """
 WITH numbered AS (
-    SELECT config_hash, video_id, track_id, action, clip_index, t_start_s, t_end_s, action_confidence,
+    SELECT config_hash, video_id, camera_id, track_id, action, clip_index, t_start_s, t_end_s, ts, action_confidence,
            clip_index - row_number() OVER (PARTITION BY config_hash, video_id, track_id, action ORDER BY clip_index) AS island
     FROM clips
     WHERE track_id IS NOT NULL
 )
-SELECT config_hash, video_id, track_id, action,
+SELECT config_hash, video_id, camera_id, track_id, action,
        min(t_start_s) AS t_start_s, max(t_end_s) AS t_end_s, max(t_end_s) - min(t_start_s) AS duration_s,
-       count(*) AS n_clips, min(clip_index) AS first_clip_index, avg(action_confidence) AS mean_confidence
+       min(ts) AS ts, count(*) AS n_clips, min(clip_index) AS first_clip_index,
+       avg(action_confidence) AS mean_confidence, max(action_confidence) AS max_confidence
 FROM numbered
-GROUP BY config_hash, video_id, track_id, action, island;
+GROUP BY config_hash, video_id, camera_id, track_id, action, island
+"""
+
+_SQL_PACK = """
+CREATE OR REPLACE VIEW action_episodes AS {episodes};
 
 CREATE OR REPLACE MACRO actions_per_bucket(bucket_s := 10.0) AS TABLE
 SELECT config_hash, video_id,
@@ -90,6 +99,19 @@ WHERE ts IS NOT NULL
 GROUP BY ALL
 ORDER BY config_hash, camera_id, bucket_start, action;
 """
+
+
+SQL_PACK = _SQL_PACK.replace("{episodes}", EPISODES_SQL.strip())
+
+
+def action_episodes(clips: pa.Table) -> pa.Table:
+    """The episodes (``EPISODES_SQL``) of ``clips``, an Arrow table with the lake's clip columns, ordered by time."""
+    con = duckdb.connect()
+    try:
+        con.register("clips", clips)
+        return con.sql(f"SELECT * FROM ({EPISODES_SQL}) ORDER BY t_start_s, track_id").fetch_arrow_table()
+    finally:
+        con.close()
 
 
 def register_sql_pack(con: duckdb.DuckDBPyConnection) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -20,16 +20,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from videolake.pipeline import storage
-from videolake.pipeline.commit import VideoCommit, is_committed
+from videolake.pipeline.commit import VideoCommit, is_committed, publish
 from videolake.pipeline.decode import VideoInfo
 from videolake.pipeline.lake import Lake, table_path
 from videolake.pipeline.shards import Shard
 from videolake.pipeline.sources import DEFAULT_TIME_PATTERN, VideoSource, recorded_at_for
 
-__all__ = ["VideoOutcome", "stitch_tracks", "finalize_video", "MIN_IOU", "MIN_COMMON_FRAMES"]
+__all__ = ["VideoOutcome", "ActionEpisode", "ALERT_ACTIONS", "alert_episodes", "stitch_tracks", "finalize_video",
+           "MIN_IOU", "MIN_COMMON_FRAMES"]
 
 MIN_IOU = 0.5
 MIN_COMMON_FRAMES = 2
+# Actions whose episodes a run announces (a Prefect event each, for automations that notify someone).
+ALERT_ACTIONS = ("falling", "lying")
+
+
+@dataclass(frozen=True)
+class ActionEpisode:
+    """Consecutive clips of one track with one alert action (the ``action_episodes`` view's row)."""
+
+    video_id: str
+    uri: str
+    camera_id: str | None
+    track_id: int
+    action: str
+    t_start_s: float
+    t_end_s: float
+    started_at: datetime | None  # wall clock of ``t_start_s``; None when the video's start time is unknown
+    n_clips: int
+    mean_confidence: float | None
+    max_confidence: float | None
 
 
 @dataclass
@@ -44,6 +64,7 @@ class VideoOutcome:
     n_detections: int
     n_tracks: int
     clips_by_action: dict[str, int]
+    episodes: list[ActionEpisode] = field(default_factory=list)  # of ``ALERT_ACTIONS``
 
 
 def _read(url: str, columns: list[str]) -> pa.Table | None:
@@ -166,6 +187,13 @@ def finalize_video(
         mapping = stitch_tracks(lake.url, config_hash, video_id, content_key, shards)
     recorded_at, recorded_from = recorded_at_for(source.uri, info.creation_time, time_pattern)
     n_tracks = len(set(mapping.values()))
+    episodes = []
+    if status == "ok" and any(clips.get(action) for action in ALERT_ACTIONS):  # read only when there is one
+        staged = [storage.read_parquet(table_path(lake.url, "clips", config_hash=config_hash, video_id=video_id,
+                                                  content_key=content_key, shard_key=key)) for key in keys]
+        published = [publish("clips", t, video_id, content_key, config_hash, source.camera_id, recorded_at, mapping)
+                     for t in staged if t is not None]
+        episodes = alert_episodes(pa.concat_tables(published), info.uri) if published else []
     lake.commit_video(VideoCommit(config_hash, run_id, video={
         "video_id": video_id, "content_key": content_key, "uri": info.uri, "status": status, "error": error,
         "error_kind": kind, "warning": warnings, "duration_s": info.duration_s, "fps": info.fps, "width": info.width,
@@ -177,4 +205,14 @@ def finalize_video(
     }, shards=[{**row, "config_hash": config_hash, "committed_at": committed_at.get(row["shard_index"])}
                for row in shard_rows or []], shard_keys=[] if failures else keys,
         track_map=mapping))
-    return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips))
+    return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips), episodes)
+
+
+def alert_episodes(clips: pa.Table, uri: str) -> list[ActionEpisode]:
+    """The episodes of ``ALERT_ACTIONS`` in one video's published ``clips`` rows, in time order."""
+    from videolake.pipeline.sqlpack import action_episodes
+
+    rows = action_episodes(clips).to_pylist()
+    return [ActionEpisode(r["video_id"], uri, r["camera_id"], r["track_id"], r["action"], r["t_start_s"], r["t_end_s"],
+                          r["ts"], r["n_clips"], r["mean_confidence"], r["max_confidence"])
+            for r in rows if r["action"] in ALERT_ACTIONS]

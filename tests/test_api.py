@@ -12,7 +12,7 @@ from tests.conftest import FAST
 def test_import_videolake_lists_the_api_and_stays_cheap():
     out = subprocess.run([sys.executable, "-c", "import sys, videolake; help(videolake); print('torch' in sys.modules, 'ray' in sys.modules)"],
                          capture_output=True, text=True, check=True).stdout
-    for name in ("analyze", "analyze_video", "RunConfig", "RunSummary", "VideoResult"):
+    for name in ("analyze", "analyze_video", "open_lake", "LakeReader", "RunConfig", "RunSummary", "VideoResult"):
         assert name in out
     assert out.strip().endswith("False False")  # nothing heavy is imported until used
     assert set(videolake.__all__) <= set(dir(videolake))
@@ -42,3 +42,31 @@ def test_analyze_video_gives_the_rows_of_a_lake_run_of_the_same_file(samples_dir
             == run_sql(tmp_path / "lake", f"SELECT {clip_keys} FROM clips ORDER BY ALL").to_pylist())
     again = videolake.analyze([video], tmp_path / "lake", device="cpu", **FAST)
     assert again.videos_done_before == 1 and again.videos_ok == 0  # nothing new: no Prefect, no Ray
+
+
+@pytest.mark.slow
+def test_open_lake_queries_renders_and_reports_what_a_run_wrote(samples_dir, tmp_path, prefect_api):
+    lake = tmp_path / "lake"
+    summary = videolake.analyze([samples_dir / "bikes.mp4"], lake, device="cpu", workers=1, **FAST)
+    with videolake.open_lake(lake) as opened:
+        clips = opened.sql("SELECT action, count(*) AS n FROM clips GROUP BY 1").df()
+        assert dict(zip(clips["action"], clips["n"])) == summary.clips_by_action
+        assert opened.table("videos").pl()["frames_analyzed"].to_list() == [summary.frames_analyzed]
+        (video_id,) = opened.sql("SELECT video_id FROM videos").fetchall()[0]
+        rendered = opened.render(video_id, tmp_path / "clip.mp4", 0.0, 2.0)
+        report = opened.report(tmp_path / "report", keyframes=1)
+        with pytest.raises(videolake.ConfigError, match="no table 'nope'"):
+            opened.table("nope")
+        before = opened.sql("SELECT count(*) FROM runs").fetchall()[0][0]
+        videolake.analyze([samples_dir / "bikes.mp4"], lake, device="cpu", **FAST)  # a second (empty) run
+        assert opened.sql("SELECT count(*) FROM runs").fetchall()[0][0] == before  # as it was when opened
+        opened.refresh()
+        assert opened.sql("SELECT count(*) FROM runs").fetchall()[0][0] == before + 1
+    assert rendered.frames_written > 0 and rendered.boxes_drawn > 0
+    import av
+
+    with av.open(str(rendered.path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == rendered.frames_written
+    assert report.index.exists() and report.videos == 1
+    with pytest.raises(videolake.LakeError):
+        videolake.open_lake(tmp_path / "not-a-lake")

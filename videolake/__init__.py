@@ -6,6 +6,7 @@ The command line is ``videolake`` (``videolake.cli``); the same things from Pyth
 
     summary = videolake.analyze(["videos/"], "lake")         # new or changed videos into the lake
     result = videolake.analyze_video("clip.mp4")             # one video in memory: result.clips, result.detections
+    lake = videolake.open_lake("lake")                       # lake.sql(...).df(), lake.table("clips"), .render, .report
 
 The library is ``videolake.pipeline`` (no Ray, no Prefect), the Ray workers ``videolake.workers``,
 the Prefect flow ``videolake.flows``. Names below load on first use, so ``import videolake`` is cheap.
@@ -25,12 +26,12 @@ from videolake.pipeline.models import set_ultralytics_env
 set_ultralytics_env()
 
 __all__ = [
-    "analyze", "analyze_video", "RunConfig", "RunSummary", "VideoResult",
+    "analyze", "analyze_video", "open_lake", "LakeReader", "RunConfig", "RunSummary", "VideoResult",
     "VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "StorageError",
 ]
 
 _WHERE = {
-    "analyze": "videolake.api", "analyze_video": "videolake.api",
+    "analyze": "videolake.api", "analyze_video": "videolake.api", "open_lake": "videolake.api", "LakeReader": "videolake.api",
     "RunConfig": "videolake.pipeline.config", "RunSummary": "videolake.pipeline.runs",
     "VideoResult": "videolake.pipeline.analyze",
     **dict.fromkeys(["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError", "StorageError"],

@@ -5,6 +5,8 @@
     summary = videolake.analyze(["videos/"], "lake", analysis_fps=4)        # like `videolake run`
     result = videolake.analyze_video("clip.mp4")                             # in memory: no lake, Prefect or Ray
     result.clips.to_pandas()
+    with videolake.open_lake("lake") as lake:                                # like `videolake query/render/report`
+        lake.sql("FROM action_episodes WHERE action = 'falling'").df()
 """
 
 from __future__ import annotations
@@ -14,13 +16,20 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from videolake.pipeline.analyze import VideoResult
 from videolake.pipeline.config import RunConfig, load_config_file
 from videolake.pipeline.runs import RunSummary
 
-__all__ = ["analyze", "analyze_video"]
+if TYPE_CHECKING:
+    import duckdb
+
+    from videolake.pipeline.render import RenderResult
+    from videolake.pipeline.report import ReportResult
+
+__all__ = ["analyze", "analyze_video", "open_lake", "LakeReader"]
 
 
 def analyze(
@@ -43,10 +52,7 @@ def analyze(
     from videolake.pipeline.plan import plan_run
     from videolake.pipeline.runs import triage, write_run_record
 
-    if storage_options is not None:
-        from videolake.pipeline.storage import set_storage_options
-
-        set_storage_options(json.dumps(dict(storage_options)))
+    _use_storage_options(storage_options)
     sources = [os.fspath(sources)] if isinstance(sources, (str, os.PathLike)) else [os.fspath(s) for s in sources]
     base = config if isinstance(config, RunConfig) else load_config_file(config) if config is not None else RunConfig()
     cfg = base.merged(options)
@@ -74,3 +80,79 @@ def analyze_video(path: str | os.PathLike[str], *, config: RunConfig | None = No
 
     cfg = (config or RunConfig()).merged(options)
     return run_one(os.fspath(path), cfg)
+
+
+def open_lake(lake: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> LakeReader:
+    """The lake at a folder or bucket URL, opened for reading (``NotALakeError`` when there is none)."""
+    from videolake.pipeline.query import connect
+
+    _use_storage_options(storage_options)
+    url = os.fspath(lake)
+    return LakeReader(url, connect(url))
+
+
+class LakeReader:
+    """A lake opened for reading, as it was when opened (``refresh`` sees later commits).
+
+    ``sql`` and ``table`` return DuckDB relations over the lake's views (``videolake query
+    LAKE`` lists them): ``.df()``, ``.pl()``, ``.arrow()``, or more SQL on top. Close it,
+    or use it as a context manager.
+    """
+
+    def __init__(self, url: str, connection: duckdb.DuckDBPyConnection) -> None:
+        self.url = url
+        self._con = connection
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """A query over the lake's views, e.g. ``"FROM clips WHERE action = 'sitting'"``."""
+        return self._con.sql(query)
+
+    def table(self, name: str) -> duckdb.DuckDBPyRelation:
+        """One view by name: ``detections``, ``clips``, ``videos``, ``tracks``, ``runs``, ``action_episodes``..."""
+        from videolake.pipeline.errors import ConfigError
+        from videolake.pipeline.query import VIEWS
+
+        if name not in VIEWS:
+            raise ConfigError(f"no table {name!r} in the lake; its tables: {', '.join(VIEWS)}")
+        return self._con.table(name)
+
+    def render(self, video_id: str, out: str | os.PathLike[str], t_start_s: float = 0.0, t_end_s: float | None = None,
+               config_hash: str | None = None) -> RenderResult:
+        """An annotated H.264 clip of the video from the lake's rows, like ``videolake render``."""
+        from videolake.pipeline.render import render_clip
+
+        return render_clip(self._con, video_id, out, t_start_s, t_end_s, config_hash)
+
+    def report(self, out: str | os.PathLike[str], keyframes: int = 3, bucket_s: float | None = None) -> ReportResult:
+        """A static HTML report in the folder ``out``, like ``videolake report``."""
+        from videolake.pipeline.report import write_report
+
+        return write_report(self._con, Path(out), keyframes, bucket_s)
+
+    def refresh(self) -> None:
+        """See what was committed since the lake was opened."""
+        from videolake.pipeline.query import connect
+
+        self._con.close()
+        self._con = connect(self.url)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> LakeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        from videolake.pipeline.storage import redact
+
+        return f"LakeReader({redact(self.url)!r})"
+
+
+def _use_storage_options(storage_options: Mapping[str, Any] | None) -> None:
+    if storage_options is not None:
+        from videolake.pipeline.storage import set_storage_options
+
+        set_storage_options(json.dumps(dict(storage_options)))

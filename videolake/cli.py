@@ -362,15 +362,21 @@ def _detector_classes(path: str) -> list[str]:
 
 
 def _quiet_logs(verbose: bool) -> None:
-    """Keep the terminal for the progress bar and the summary unless --verbose."""
+    """Keep the terminal for the progress bar and the summary unless --verbose; the flow's logs still
+    reach the Prefect API (its UI shows them under the flow run)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if verbose:
         return
+    # Prefect's own chatter stays under WARNING; the flow run's records go at INFO to the API handler
+    # only (Prefect configures that logger without ``propagate``, so this setting survives its set-up).
     # Failures are reported once, by the summary or the one-line error; not again as tracebacks.
     for name, level in (("PREFECT_LOGGING_LEVEL", "WARNING"),
-                        ("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "CRITICAL"),
-                        ("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "CRITICAL")):
+                        ("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "INFO"),
+                        ("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "INFO")):
         os.environ.setdefault(name, level)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).propagate = False
     logging.getLogger("prefect").setLevel(logging.WARNING)
 
 

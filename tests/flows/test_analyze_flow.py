@@ -1,5 +1,6 @@
 """The analyze flow end to end: real Prefect API server, real Ray, real models, real video."""
 
+import json
 import shutil
 
 import pytest
@@ -54,7 +55,12 @@ def test_flow_analyses_good_videos_records_bad_ones_and_shows_its_progress_in_pr
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
         artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
     assert task_runs == []
-    assert [(a.key, a.type, a.data) for a in artifacts] == [("videolake-progress", "progress", 100.0)]
+    by_key = {a.key: a for a in artifacts}
+    assert {k: a.type for k, a in by_key.items()} == {"videolake-progress": "progress", "videolake-summary": "table",
+                                                      "videolake-failures": "table"}
+    assert by_key["videolake-progress"].data == 100.0
+    failure_rows = json.loads(by_key["videolake-failures"].data)
+    assert {r["video"].rsplit("/", 1)[-1] for r in failure_rows} == set(failed)
     shards = run_sql(lake, "SELECT status, attempts, worker FROM shards").to_pylist()
     assert len(shards) == 5 and all(s["status"] == "ok" and s["attempts"] == 1 and s["worker"] for s in shards)
 

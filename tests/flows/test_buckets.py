@@ -154,3 +154,25 @@ def test_a_flaky_store_costs_retries_never_duplicates(s3, s3_server, prefect_api
     ledger = run_sql(lake, "SELECT count(*) AS n, count(DISTINCT (video_id, shard_index)) AS distinct_shards FROM ledger")
     assert ledger.to_pylist() == [{"n": clean.shards_processed, "distinct_shards": clean.shards_processed}]
     assert run_sql(lake, RESULT_SQL).to_pylist() == run_sql(f"s3://{lake_bucket}/clean", RESULT_SQL).to_pylist()
+
+
+@pytest.mark.slow
+def test_a_deployment_reads_its_bucket_credentials_from_a_prefect_secret_block(
+        s3, s3_server, samples_dir, prefect_api, ray_local, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from videolake.pipeline.errors import ConfigError
+
+    cams, lake_bucket = f"{s3.prefix}-cams", f"{s3.prefix}-lake"
+    s3.mkdir(cams)
+    s3.mkdir(lake_bucket)
+    _upload(s3, samples_dir, cams, {"cam1/carphone.mp4": "carphone_pristine.mp4"})
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # the run's environment has no keys: the block has them
+        monkeypatch.delenv(key)
+    Secret(value={"key": ACCESS_KEY, "secret": SECRET}).save(f"{s3.prefix}-storage", overwrite=True)
+    lake = f"s3://{lake_bucket}/videolake"
+    summary = analyze(sources=[f"s3://{cams}/"], lake=lake, config=FAST, show_progress=False, storage_block=f"{s3.prefix}-storage")
+    assert summary.videos_ok == 1 and summary.frames_analyzed > 0
+    assert run_sql(lake, "SELECT count(*) AS n FROM detections").column("n")[0].as_py() > 0
+    with pytest.raises(ConfigError, match="storage_block 'no-such-block'"):
+        analyze(sources=[f"s3://{cams}/"], lake=lake, config=FAST, show_progress=False, storage_block="no-such-block")

@@ -53,6 +53,12 @@ def test_serve_fires_on_its_interval_and_later_runs_only_pick_up_new_videos(samp
     assert deployment.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployment.parameters["lake"] == str(lake) and deployment.parameters["config"]["imgsz"] == 320
     assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [8.0]
+    # The UI's parameter form is typed: every RunConfig field with its type, default and description.
+    form = deployment.parameter_openapi_schema["definitions"]["RunConfig"]
+    assert form["additionalProperties"] is False
+    assert form["properties"]["analysis_fps"]["type"] == "number" and form["properties"]["analysis_fps"]["default"] == 8.0
+    assert form["properties"]["imgsz"]["type"] == "integer" and "multiple of 32" in form["properties"]["imgsz"]["description"]
+    assert all(field.get("description") for field in form["properties"].values())
     assert sum(r.state.is_completed() for r in flow_runs) >= len(runs)
 
 

@@ -48,6 +48,23 @@ def test_episodes_merge_consecutive_clips_of_a_track_with_the_same_action(lake):
     assert rows[0]["c"] == pytest.approx(0.85)
 
 
+def test_one_videos_episodes_in_memory_are_the_views_rows_and_alerts_keep_falling_and_lying(lake):
+    from videolake.pipeline.sqlpack import action_episodes
+    from videolake.pipeline.stitch import alert_episodes
+
+    clips = run_sql(lake, "SELECT * FROM clips")
+    columns = "config_hash, video_id, camera_id, track_id, action, t_start_s, t_end_s, duration_s, ts, n_clips, mean_confidence"
+    view = run_sql(lake, f"SELECT {columns} FROM action_episodes ORDER BY t_start_s, track_id").to_pylist()
+    assert action_episodes(clips).select(columns.split(", ")).to_pylist() == view
+    assert alert_episodes(clips, "v.mp4") == []  # walking, running, standing: nothing to alert on
+    falls = clips.set_column(clips.column_names.index("action"), "action",
+                             [["falling" if a == "running" else "lying" if a == "standing" else a
+                               for a in clips["action"].to_pylist()]])
+    alerts = alert_episodes(falls, "v.mp4")
+    assert [(e.track_id, e.action, e.t_start_s, e.t_end_s, e.n_clips, e.uri) for e in alerts] == [
+        (1, "falling", 4.0, 6.0, 1, "v.mp4"), (2, "lying", 4.0, 8.0, 2, "v.mp4")]
+
+
 @pytest.mark.parametrize("bucket_s, expected", [
     (4, {(0.0, "walking"): (2, 1), (4.0, "running"): (1, 1), (4.0, "standing"): (2, 1), (4.0, "walking"): (1, 1),
          (8.0, "walking"): (1, 1), (12.0, "unknown"): (1, 1)}),
