@@ -2,7 +2,8 @@
 
 The flow run is the unit Prefect sees: its logs, a progress artifact, the summary's table artifacts,
 an event per falling or lying episode (``flows/outputs.py``), its final state. The work
-inside it is calls of the Ray actors (a probe per video, a call per shard, a finalize per video),
+inside it is calls of the Ray actors (a probe per video, a call per shard, a finalize per video that
+stitches its tracks, a publish per batch of up to 64 finished videos into the Delta tables),
 each a future; ``_FanOut`` keeps a bounded window of them in flight and hands each finished one to a
 small handler. Per-shard state lives in the lake's ``shards`` table, per-video state in ``videos``:
 a Prefect task run per shard cost more than the shard itself at scale (see bench/SCALE.md). A call
@@ -29,6 +30,7 @@ from videolake.flows.outputs import emit_episode_events, publish_summary
 from videolake.flows.progress import RunProgress
 from videolake.flows.server import prefect_api_in_background
 from videolake.pipeline.analyze import ShardJob, ShardResult, error_kind
+from videolake.pipeline.commit import VideoCommit
 from videolake.pipeline.compact import compact, small_file_count
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
@@ -51,6 +53,11 @@ _COMPACT_AT_SMALL_FILES = 64
 _ATTEMPTS = 3
 # A probe or shard past its time limit runs at most this often; then the video is quarantined.
 _TIMEOUT_ATTEMPTS = 2
+# Finished videos are published together, one Delta transaction per table for up to this many
+# (four per video cost more than the videos of a stub benchmark: bench/SCALE.md) ...
+_PUBLISH_BATCH = 64
+# ... and at least this often, or at once when nothing else is in flight.
+_PUBLISH_EVERY_S = 10.0
 
 
 def run_name() -> str:
@@ -188,7 +195,7 @@ class _FanOut:
     """Probe, shard, analyse and finalize each video, with a bounded window of calls in flight.
 
     ``run`` waits for the first of the calls in flight to finish and hands it to its handler
-    (``_probed``, ``_analysed``, ``_finalized``), which may send further calls; then it tops the
+    (``_probed``, ``_analysed``, ``_finalized``, ``_published``), which may send further calls; then it tops the
     window up, shards of videos already probed before new probes, so videos finish in order and
     the driver holds only the videos in flight.
     """
@@ -201,14 +208,21 @@ class _FanOut:
         self.ready: deque[tuple[_Video, ShardJob, int]] = deque()  # shards to send, with their attempt number
         self.in_flight: dict[Future, Callable[[Future], None]] = {}
         self.probed = 0  # videos whose shards are known
+        self.unpublished: list[tuple[VideoOutcome, VideoCommit]] = []  # stitched, waiting for ``_publish``
+        self.unpublished_since = 0.0
 
     def run(self) -> None:
         self._top_up()
-        while self.in_flight:
-            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                self.in_flight.pop(future)(future)
+        while self.in_flight or self.unpublished:
+            if self.in_flight:
+                done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self.in_flight.pop(future)(future)
             self._top_up()
+            if self.unpublished and (not self.in_flight or len(self.unpublished) >= _PUBLISH_BATCH
+                                     or time.perf_counter() - self.unpublished_since >= _PUBLISH_EVERY_S):
+                self._publish(self.unpublished, attempt=1)
+                self.unpublished = []
             self.progress.update(self.summary.videos_ok + self.summary.videos_failed, self.pool.frames_done)
 
     def _top_up(self) -> None:
@@ -304,7 +318,30 @@ class _FanOut:
                 raise exc  # the lake cannot take the video's rows: a rerun finishes it
             self._finalize(video, attempt + 1)
             return
-        outcome: VideoOutcome = future.result()
+        outcome, commit = future.result()
+        if commit is None:  # another run published the video meanwhile
+            self._done(outcome)
+            return
+        if not self.unpublished:
+            self.unpublished_since = time.perf_counter()
+        self.unpublished.append((outcome, commit))
+
+    def _publish(self, videos: list[tuple[VideoOutcome, VideoCommit]], attempt: int) -> None:
+        future = self.pool.submit_publish(self.lake.url, [commit for _, commit in videos])
+        self.in_flight[future] = partial(self._published, videos, attempt)
+
+    def _published(self, videos: list[tuple[VideoOutcome, VideoCommit]], attempt: int, future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:
+            if _fatal(exc) or attempt >= _ATTEMPTS:
+                raise exc  # the lake cannot take the videos' rows: a rerun finishes them (their shards are committed)
+            self._publish(videos, attempt + 1)
+            return
+        for outcome, _ in videos:
+            self._done(outcome)
+
+    def _done(self, outcome: VideoOutcome) -> None:
+        """A video in the lake: counted, and its alert episodes sent as events."""
         self.summary.add(outcome)
         emit_episode_events(outcome.episodes, self.lake.url, self.run_id)
 

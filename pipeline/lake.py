@@ -635,6 +635,12 @@ class Lake:
 
         commit_video(self, commit)
 
+    def commit_videos(self, commits: list[Any]) -> None:
+        """Publish many finished videos at once: one Delta transaction per table (``commit_videos``)."""
+        from videolake.pipeline.commit import commit_videos
+
+        commit_videos(self, commits)
+
     def commit_run(self, row: dict[str, Any]) -> None:
         """The run's row in ``runs`` (a rerun of the same commit replaces it)."""
         self.write("runs", lambda: self.rows("runs", [row]), f"run_id = {sql_literal(row['run_id'])}", f"run {row['run_id']}")

@@ -26,7 +26,7 @@ from videolake.pipeline.lake import Lake, table_path
 from videolake.pipeline.shards import Shard
 from videolake.pipeline.sources import DEFAULT_TIME_PATTERN, VideoSource, recorded_at_for
 
-__all__ = ["VideoOutcome", "ActionEpisode", "ALERT_ACTIONS", "alert_episodes", "stitch_tracks", "finalize_video",
+__all__ = ["VideoOutcome", "ActionEpisode", "ALERT_ACTIONS", "alert_episodes", "stitch_tracks", "finalize_video", "prepare_video",
            "MIN_IOU", "MIN_COMMON_FRAMES"]
 
 MIN_IOU = 0.5
@@ -152,7 +152,21 @@ def finalize_video(
     failures: dict[int, tuple[str, str]], wall_s: float, shard_rows: list[dict] | None = None,
     time_pattern: str | None = DEFAULT_TIME_PATTERN,
 ) -> VideoOutcome:
-    """Stitch the video's track ids (when every shard committed) and publish it: ``lake.commit_video``.
+    """Stitch the video's track ids (when every shard committed) and publish it: ``lake.commit_video``."""
+    outcome, commit = prepare_video(lake, config_hash, run_id, source, info, shards, failures, wall_s, shard_rows, time_pattern)
+    if commit is not None:
+        lake.commit_video(commit)
+    return outcome
+
+
+def prepare_video(
+    lake: Lake, config_hash: str, run_id: str, source: VideoSource, info: VideoInfo, shards: list[Shard],
+    failures: dict[int, tuple[str, str]], wall_s: float, shard_rows: list[dict] | None = None,
+    time_pattern: str | None = DEFAULT_TIME_PATTERN,
+) -> tuple[VideoOutcome, VideoCommit | None]:
+    """Stitch the video's track ids (when every shard committed): its summary line, and the commit that
+    publishes it (``lake.commit_video``, or many at once with ``lake.commit_videos``); ``None`` when
+    another run published the same video meanwhile.
 
     ``failures`` maps shard index → (error kind, message) for shards that did not commit;
     ``shard_rows`` are the run's rows of the ``shards`` table for this video.
@@ -180,7 +194,7 @@ def finalize_video(
     elif len(committed) < len(shards) and is_committed(lake, config_hash, video_id):
         # another run analysed the same video at the same time, published it and removed the staged files
         lake.notify(f"video {video_id} was published by another run meanwhile; keeping its rows")
-        return VideoOutcome(video_id, info.uri, "ok", None, frames, detections, 0, dict(clips))
+        return VideoOutcome(video_id, info.uri, "ok", None, frames, detections, 0, dict(clips)), None
     else:
         kind = error = None
         status = "ok"
@@ -194,7 +208,7 @@ def finalize_video(
         published = [publish("clips", t, video_id, content_key, config_hash, source.camera_id, recorded_at, mapping)
                      for t in staged if t is not None]
         episodes = alert_episodes(pa.concat_tables(published), info.uri) if published else []
-    lake.commit_video(VideoCommit(config_hash, run_id, video={
+    commit = VideoCommit(config_hash, run_id, video={
         "video_id": video_id, "content_key": content_key, "uri": info.uri, "status": status, "error": error,
         "error_kind": kind, "warning": warnings, "duration_s": info.duration_s, "fps": info.fps, "width": info.width,
         "height": info.height, "codec": info.codec, "frames_analyzed": frames, "n_detections": detections,
@@ -204,8 +218,8 @@ def finalize_video(
         "size_bytes": source.size_bytes, "source_version": source.version, "config_hash": config_hash,
     }, shards=[{**row, "config_hash": config_hash, "committed_at": committed_at.get(row["shard_index"])}
                for row in shard_rows or []], shard_keys=[] if failures else keys,
-        track_map=mapping))
-    return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips), episodes)
+        track_map=mapping)
+    return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips), episodes), commit
 
 
 def alert_episodes(clips: pa.Table, uri: str) -> list[ActionEpisode]:

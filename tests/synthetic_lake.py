@@ -114,6 +114,16 @@ def publish_video(
     """Publish one video as a run does: its rows as staged shard files (by ``shard_index``), then
     ``lake.commit_video``. ``video`` overrides fields of its ``videos`` row (``status``, ``finished_at``...)."""
     lake = lake if isinstance(lake, Lake) else Lake.open_or_create(lake)
+    lake.commit_video(stage_video(lake, video_id, config_hash=config_hash, content_key=content_key, detections=detections,
+                                  clips=clips, video=video, track_map=track_map, run_id=run_id, shards=shards))
+    return lake
+
+
+def stage_video(
+    lake: Lake, video_id: str, *, config_hash: str = "h", content_key: str = "c", detections=(), clips=(), video=None,
+    track_map=None, run_id: str = "r", shards=None,
+) -> VideoCommit:
+    """``publish_video`` up to the commit: the staged shard files written, the commit that publishes them returned."""
     indices = sorted({int(r.get("shard_index") or 0) for r in [*detections, *clips]} | set(shards or ()) or {0})
     row = {"video_id": video_id, "content_key": content_key, "status": "ok", "run_id": run_id, "config_hash": config_hash,
            "finished_at": datetime.now(timezone.utc), **(video or {})}
@@ -126,9 +136,7 @@ def publish_video(
         write_table(table_path(lake.url, "clips", **kw), "clips", [{**base, **c} for c in clips if int(c.get("shard_index") or 0) == index])
         write_table(table_path(lake.url, "ledger", **kw), "ledger", [base])
         keys.append(kw["shard_key"])
-    lake.commit_video(VideoCommit(config_hash, run_id, row, shard_keys=keys if row["status"] == "ok" else [],
-                                  track_map=dict(track_map or {})))
-    return lake
+    return VideoCommit(config_hash, run_id, row, shard_keys=keys if row["status"] == "ok" else [], track_map=dict(track_map or {}))
 
 
 def write_sharded_video(lake, video_id: str, n_shards: int, frames_per_shard: int = 10) -> Lake:

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import ray
 
 from videolake.pipeline.analyze import ShardJob, ShardResult, VideoAnalyzer, load_analyzer
+from videolake.pipeline.commit import VideoCommit
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo, probe, use_hardware_decoding
 from videolake.pipeline.detect import Detector
 from videolake.pipeline.lake import Lake
 from videolake.pipeline.shards import Shard
 from videolake.pipeline.sources import VideoSource
-from videolake.pipeline.stitch import VideoOutcome, finalize_video
+from videolake.pipeline.stitch import VideoOutcome, prepare_video
 from videolake.workers.detectors import DetectorPool
 
 __all__ = ["VideoWorker", "ProgressCounter", "VideoToFinalize"]
@@ -98,11 +99,16 @@ class VideoWorker:
         """A video's metadata and keyframe index (it reads every packet: done here, not in the driver)."""
         return probe(uri, max_pixels=max_pixels, max_duration_s=max_duration_s)
 
-    def finalize(self, video: VideoToFinalize) -> VideoOutcome:
-        """Stitch the video's track ids and publish it (``lake.commit_video``: its rows of ``detections``,
-        ``clips``, ``shards`` and ``videos``, each a Delta transaction)."""
-        return finalize_video(self._lake(video.lake), video.config_hash, video.run_id, video.source, video.info,
-                              video.shards, video.failures, video.wall_s, video.shard_rows, video.time_pattern)
+    def finalize(self, video: VideoToFinalize) -> tuple[VideoOutcome, VideoCommit | None]:
+        """Stitch the video's track ids: its summary line and the commit that publishes it (``publish``
+        publishes many at once; ``None``: another run published the video meanwhile)."""
+        return prepare_video(self._lake(video.lake), video.config_hash, video.run_id, video.source, video.info,
+                             video.shards, video.failures, video.wall_s, video.shard_rows, video.time_pattern)
+
+    def publish(self, lake: str, commits: list[VideoCommit]) -> None:
+        """Publish finished videos: their rows of ``detections``, ``clips``, ``shards`` and ``videos``, one
+        Delta transaction per table for all of them (``Lake.commit_videos``)."""
+        self._lake(lake).commit_videos(commits)
 
     def pid(self) -> int:
         return os.getpid()

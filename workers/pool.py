@@ -30,6 +30,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError, WorkerCrashedError
 
 from videolake.pipeline.analyze import ShardJob, ShardResult
+from videolake.pipeline.commit import VideoCommit
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
 from videolake.pipeline.errors import ModelError, TimedOut, VideolakeError
@@ -225,9 +226,13 @@ class WorkerPool:
         future fails with ``TimedOut`` past ``timeout_s``, ``WorkerLost`` or the probe's own error."""
         return self._submit("probe", (uri, max_pixels, max_duration_s), timeout_s, f"probing {uri}")
 
-    def submit_finalize(self, video: VideoToFinalize) -> Future[VideoOutcome]:
-        """Stitch a finished video's tracks and write its rows, on a worker."""
+    def submit_finalize(self, video: VideoToFinalize) -> Future[tuple[VideoOutcome, VideoCommit | None]]:
+        """Stitch a finished video's tracks, on a worker: its summary line and the commit that publishes it."""
         return self._submit("finalize", (video,), None, f"finalizing {video.info.uri}")
+
+    def submit_publish(self, lake: str, commits: list[VideoCommit]) -> Future[None]:
+        """Publish finished videos into the lake, on a worker, one Delta transaction per table for all."""
+        return self._submit("publish", (lake, commits), None, f"publishing {len(commits)} video(s)")
 
     def scale_to(self, backlog: int, release: bool = True) -> None:
         """The work left is about ``backlog`` calls: ask for actors up to ``--max-workers`` (or

@@ -173,3 +173,42 @@ def test_compaction_merges_small_files_and_vacuums_without_changing_query_result
     assert lake.sql(query).to_pylist() == before
     parquet = [p for p in (tmp_path / "detections").rglob("*.parquet") if "_delta_log" not in str(p)]
     assert len(parquet) == 1  # the old small files are gone from disk too
+
+
+def test_many_videos_published_at_once_are_the_rows_of_one_by_one_in_one_transaction_per_table(tmp_path):
+    from deltalake import DeltaTable
+
+    from videolake.pipeline.query import run_sql
+    from tests.synthetic_lake import stage_video
+
+    def staged(lake):
+        commits = []
+        for i in range(6):
+            dets = [{"shard_index": s, "frame_index": 10 * s + k, "t_s": s + k / 10, "track_id": s * 1_000_000 + 1, "class_id": 0,
+                     "class_name": "Normal", "confidence": 0.9, "x1": i, "y1": 0, "x2": i + 5, "y2": 9} for s in range(2) for k in range(3)]
+            clips = [{"shard_index": 0, "clip_index": 0, "t_start_s": 0.0, "t_end_s": 2.0, "track_id": 1, "action": "walking",
+                      "action_confidence": 0.8, "n_frames": 3}]
+            failed = {"status": "failed", "error": "decode error"} if i == 4 else {}
+            commit = stage_video(lake, f"v{i}", content_key=f"c{i}", detections=dets, clips=clips, video=failed,
+                                 track_map={1: 1, 1_000_001: 1})
+            commit.shards = [{"video_id": f"v{i}", "content_key": f"c{i}", "shard_index": s, "status": "ok", "run_id": "r"} for s in range(2)]
+            commits.append(commit)
+        return commits
+
+    one, many = Lake.open_or_create(tmp_path / "one"), Lake.open_or_create(tmp_path / "many")
+    for commit in staged(one):
+        one.commit_video(commit)
+    versions = {t: DeltaTable(str(tmp_path / "many" / t)).version() for t in ("detections", "videos")}
+    many.commit_videos(staged(many))
+    sql = {"detections": "SELECT video_id, frame_index, track_id, raw_track_id, x1 FROM detections ORDER BY ALL",
+           "clips": "SELECT video_id, track_id, action FROM clips ORDER BY ALL",
+           "videos": "SELECT video_id, status, error FROM videos ORDER BY ALL",
+           "shards": "SELECT video_id, shard_index, status FROM shards ORDER BY ALL"}
+    for table, query in sql.items():
+        assert run_sql(tmp_path / "many", query).to_pylist() == run_sql(tmp_path / "one", query).to_pylist(), table
+    assert len(run_sql(tmp_path / "many", sql["detections"])) == 5 * 6 and len(run_sql(tmp_path / "many", sql["videos"])) == 6
+    # The five good videos in one transaction per table; the failed one on its own (its shards and videos rows).
+    assert DeltaTable(str(tmp_path / "many" / "detections")).version() == versions["detections"] + 1
+    assert DeltaTable(str(tmp_path / "many" / "videos")).version() == versions["videos"] + 2
+    leftovers = [p for p in (tmp_path / "many" / "_staging").rglob("*") if p.is_file()]
+    assert [p.parent.name for p in leftovers if p.suffix == ".parquet"] == ["v4"] * len(leftovers)  # kept for --retry-failed
