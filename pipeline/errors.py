@@ -16,8 +16,9 @@
 Per-video problems (``SourceError``, ``DecodeError``) never stop a run: the video is
 recorded with ``status='failed'`` and the message. The others stop the run with a
 one-line error. A ``StorageError`` in a shard fails that shard's attempt, which the flow
-sends again; it never quarantines the video. A ``TimedOut`` probe or shard is tried once more;
-a second one quarantines the video, as a worker that died on it on every attempt does.
+sends again; after the last attempt the video fails with ``error_kind='storage'``, which never
+quarantines it. A ``TimedOut`` probe or shard is tried once more; a second one quarantines the
+video, as a worker that died on it on every attempt (``WorkerLost``) does.
 """
 
 from __future__ import annotations
