@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -84,6 +85,28 @@ def test_bad_arguments_exit_non_zero_with_one_line_and_no_traceback(samples_dir,
     lines = result.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
+
+
+COMMANDS = ["run", "serve", "query", "samples", "compact", "migrate", "models", "train-actions", "render", "report", "eval-actions"]
+
+
+@pytest.mark.parametrize("first", ["videolake.commands_see", "videolake.cli", "videolake._app"])
+def test_the_cli_modules_import_in_any_order_without_a_cycle(first):
+    import ast
+    from pathlib import Path
+
+    import videolake
+
+    for name in ("_app", "commands_see"):  # the app's module and the commands added to it never import videolake.cli
+        tree = ast.parse((Path(videolake.__file__).parent / f"{name}.py").read_text())
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert "videolake.cli" not in imported, name
+    code = f"import {first}, typer.main; from videolake.cli import app; print(*typer.main.get_command(app).commands)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and sorted(out.stdout.split()) == sorted(COMMANDS), out.stderr
+    main = subprocess.run([sys.executable, "-m", "videolake", "--help"], capture_output=True, text=True, timeout=120)
+    assert main.returncode == 0 and all(command in main.stdout for command in COMMANDS), main.stderr
 
 
 def test_samples_and_models_commands(tmp_path):
