@@ -191,8 +191,8 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
 @app.command()
 def compact(
     lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
-    retention_hours: float = typer.Option(168.0, "--retention-hours", help="Delete files that no table version of the last this many hours "
-                                                          "reads [default: 168, Delta's own]."),
+    retention_hours: float = typer.Option(168.0, "--retention-hours",
+                                          help="Delete files that no table version of the last this many hours reads (Delta's default)."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
 ) -> None:
     """Merge the tables' small files (Delta optimize), delete unread old files (vacuum), checkpoint the logs."""
