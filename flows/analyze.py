@@ -183,12 +183,11 @@ def _worth_another_try(exc: BaseException, attempt: int) -> bool:
 
 
 def _failure(exc: BaseException, attempts: int, kind: str) -> tuple[str, str]:
-    """(error kind, redacted message) of a call that failed for good; ``kind`` when no other is known."""
-    if isinstance(exc, (SourceError, DecodeError)):
-        return error_kind(exc), redact(str(exc))
+    """(error kind, redacted message) of a call that failed for good; ``kind`` when ``error_kind`` knows no other."""
     if isinstance(exc, TimedOut):
         return "timeout", redact(f"{exc} ({attempts} attempts)")
-    return kind, redact(str(exc) or repr(exc))
+    known = error_kind(exc)
+    return kind if known == "internal" else known, redact(str(exc) or repr(exc))
 
 
 class _FanOut:

@@ -27,9 +27,7 @@ from videolake.flows.analyze import analyze
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.errors import ConfigError
 
-__all__ = ["analysis_deployment", "make_schedule", "serve_deployment", "ENTRYPOINT"]
-
-ENTRYPOINT = "videolake.flows.analyze.analyze"
+__all__ = ["analysis_deployment", "make_schedule", "serve_deployment"]
 
 
 def analysis_deployment(

@@ -25,11 +25,10 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-from videolake.pipeline.errors import VideolakeError
+from videolake.pipeline.errors import PrefectServerError
 from videolake.pipeline.scratch import scratch_dir, sweep_leftovers
 
-__all__ = ["prefect_api_in_background", "wait_until_healthy", "free_port", "stop_process_group", "PrefectServerError",
-           "PREFECT_RETENTION_ENV"]
+__all__ = ["prefect_api_in_background", "wait_until_healthy", "free_port", "stop_process_group", "PREFECT_RETENTION_ENV"]
 
 _HOST = "127.0.0.1"
 # Prefect's own database vacuum (it runs when a server starts, then hourly): flow runs, their task runs
@@ -38,10 +37,6 @@ PREFECT_RETENTION_ENV = {"PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,fl
                          "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(30 * 24 * 3600)}
 _START_TIMEOUT_S = 120.0  # a first start creates and migrates the database
 _STOP_TIMEOUT_S = 10.0
-
-
-class PrefectServerError(VideolakeError):
-    """The temporary Prefect server did not start."""
 
 
 @contextlib.contextmanager

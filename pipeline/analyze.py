@@ -68,7 +68,7 @@ class ShardResult:
     shard_index: int
     status: str
     error: str | None = None
-    error_kind: str | None = None  # source | decode | worker | timeout | internal
+    error_kind: str | None = None  # source | decode | storage | worker | timeout | internal
     warning: str | None = None
     frames_analyzed: int = 0
     n_detections: int = 0
@@ -146,12 +146,15 @@ def load_pose(config: RunConfig, detector: Detector, threads: int | None = None)
 
 
 def error_kind(exc: BaseException) -> str:
+    """The ``error_kind`` the lake records for ``exc`` (``ledger.QUARANTINE_KINDS`` says which ones are skipped later)."""
     if isinstance(exc, SourceError):
         return "source"
     if isinstance(exc, DecodeError):
         return "decode"
     if isinstance(exc, TimedOut):
         return "timeout"
+    if isinstance(exc, StorageError):
+        return "storage"
     return "internal"
 
 

@@ -198,9 +198,11 @@ def iter_frames(
 ) -> Iterator[Frame]:
     """Yield frames sampled at ``analysis_fps`` (0 = every frame) with ``t_s`` from each frame's PTS.
 
-    ``t_s`` counts from the stream's start. With ``start_s`` > 0 decoding seeks to that time,
-    which should be a keyframe (``VideoInfo.keyframes_s``), whose frame index is
-    ``first_frame_index``; frames at or after ``end_s`` are not decoded. Corrupt packets are
+    ``t_s`` counts from the stream's start. With ``start_s`` > 0 decoding seeks to the keyframe at
+    or before that time and yields frames from ``start_s`` on; ``frame_index`` counts from
+    ``first_frame_index`` at that keyframe, so it is the video's own frame index when ``start_s`` is
+    one of ``VideoInfo.keyframes_s`` and ``first_frame_index`` its index. Frames at or after ``end_s``
+    are not decoded. Corrupt packets are
     skipped and counted in ``stats``; a stream that ends early stops the iteration with a
     warning in ``stats``. FFmpeg refuses frames over ``max_pixels`` (counted as undecodable packets)
     and any decoded frame over it raises ``DecodeError``, as does decoding past ``max_duration_s``.

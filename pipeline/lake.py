@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 __all__ = [
-    "SCHEMA_VERSION", "LAYOUT_VERSION", "SCHEMAS", "TABLES", "PUBLISHED", "STAGED", "DETECTIONS", "CLIPS", "VIDEOS",
+    "SCHEMA_VERSION", "LAYOUT_VERSION", "SCHEMAS", "PUBLISHED", "STAGED", "DETECTIONS", "CLIPS", "VIDEOS",
     "RUNS", "published_schema", "table_path", "write_table", "ParquetSink", "MemorySink", "check_writable", "Lake",
 ]
 
@@ -196,7 +196,6 @@ SCHEMAS: dict[str, pa.Schema] = {
     "detections": DETECTIONS, "clips": CLIPS, "videos": VIDEOS, "runs": RUNS,
     "ledger": LEDGER, "overlaps": OVERLAPS, "shards": SHARDS,
 }
-TABLES = tuple(SCHEMAS)
 STAGED = ("detections", "clips", "overlaps", "ledger")    # the workers' per-shard files
 PUBLISHED = ("videos", "detections", "clips", "runs", "shards")  # the Delta tables readers see
 PARTITION_BY = {"videos": ["config_hash"], "detections": ["config_hash"], "clips": ["config_hash"], "runs": [], "shards": []}

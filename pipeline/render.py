@@ -1,10 +1,11 @@
 """Annotated clips on demand: the source video's frames of a time range plus the lake's rows.
 
-The source is opened through the same layer as runs (``videolake.pipeline.decode``); only the
-requested range is decoded (PyAV seeks to the keyframe before ``t_start_s``). Boxes and
-labels are drawn with supervision's annotators (OpenCV fonts: nothing is downloaded).
-A frame shows the detections of the latest analysed frame at or before it, held for at
-most ``hold_s``; analysed frames are sparser than the video's frames.
+The source is decoded by the runs' own decoder (``videolake.pipeline.decode.iter_frames``), so a
+frame's ``t_s`` is the one the lake's rows carry; only the requested range is decoded (PyAV
+seeks to the keyframe before ``t_start_s``). Boxes and labels are drawn with supervision's
+annotators (OpenCV fonts: nothing is downloaded). A frame shows the detections of the latest
+analysed frame at or before it, held for at most ``hold_s``; analysed frames are sparser than
+the video's frames.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import duckdb
 import numpy as np
 
-from videolake.pipeline.decode import _open, _video_stream
-from videolake.pipeline.errors import ConfigError, DecodeError, LakeError
+from videolake.pipeline.decode import iter_frames
+from videolake.pipeline.errors import ConfigError, LakeError
 
-__all__ = ["VideoRecord", "RangeFrame", "Overlay", "RenderResult", "find_video", "frames_between", "load_overlay",
-           "annotate", "draw_skeletons", "render_clip"]
+__all__ = ["VideoRecord", "Overlay", "RenderResult", "find_video", "load_overlay", "annotate", "draw_skeletons", "render_clip"]
 
 
 @dataclass(frozen=True)
@@ -39,17 +38,6 @@ class VideoRecord:
     height: int
     fps: float | None
     duration_s: float | None
-
-
-@dataclass(frozen=True)
-class RangeFrame:
-    """A decoded frame: BGR pixels (height, width, 3) and its time from the stream's start."""
-
-    image: np.ndarray
-    t_s: float
-
-    def __repr__(self) -> str:
-        return f"RangeFrame(image={self.image.shape}, t_s={self.t_s:.3f})"
 
 
 @dataclass(frozen=True)
@@ -129,34 +117,6 @@ def find_video(con: duckdb.DuckDBPyConnection, video_id: str, config_hash: str |
     if record.status != "ok":
         raise ConfigError(f"video {video_id!r} failed in its run ({record.status}); nothing to render")
     return record
-
-
-def frames_between(uri: str, t_start_s: float, t_end_s: float) -> Iterator[RangeFrame]:
-    """Every frame with ``t_start_s <= t_s < t_end_s``; ``t_s`` counts from the stream's start as in runs.
-
-    Seeks to the keyframe before ``t_start_s`` and decodes from there, so a range near the
-    end of a long video costs about as much as one near its start.
-    """
-    if t_end_s <= t_start_s:
-        raise ConfigError(f"end ({t_end_s} s) must be after start ({t_start_s} s)")
-    with _open(uri) as container:
-        stream = _video_stream(container, uri)
-        stream.thread_type = "AUTO"
-        time_base = stream.time_base or Fraction(1, 90_000)
-        start_pts = stream.start_time or 0
-        if t_start_s > 0:
-            container.seek(int(start_pts + t_start_s / time_base), stream=stream, backward=True, any_frame=False)
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                t_s = max(0.0, float((frame.pts - start_pts) * time_base))
-                if t_s >= t_end_s:
-                    break
-                if t_s >= t_start_s - 1e-6:
-                    yield RangeFrame(frame.to_ndarray(format="bgr24"), t_s)
-        except av.error.FFmpegError as exc:
-            raise DecodeError(f"{uri}: decoding stopped at the requested range: {str(exc).splitlines()[0]}") from None
 
 
 def load_overlay(con: duckdb.DuckDBPyConnection, video: VideoRecord, t_start_s: float, t_end_s: float) -> Overlay:
@@ -282,7 +242,7 @@ def render_clip(
             stream.pix_fmt = "yuv420p"
             stream.width, stream.height = video.width - video.width % 2, video.height - video.height % 2
             stream.options = {"crf": "23", "preset": "veryfast"}
-            for frame in frames_between(video.uri, t_start_s, end_s):
+            for frame in iter_frames(video.uri, start_s=t_start_s, end_s=end_s):  # every frame of the range
                 image, n = annotate(frame.image, overlay, frame.t_s)
                 image = np.ascontiguousarray(image[: stream.height, : stream.width])
                 out_frame = av.VideoFrame.from_ndarray(image, format="bgr24")

@@ -20,10 +20,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from videolake.pipeline.decode import iter_frames
 from videolake.pipeline.errors import VideolakeError
 from videolake.pipeline.plots import ClipSpan, action_colors, bucket_counts_png, timeline_png
 from videolake.pipeline.query import format_cell
-from videolake.pipeline.render import VideoRecord, annotate, frames_between, load_overlay
+from videolake.pipeline.render import VideoRecord, annotate, load_overlay
 
 __all__ = ["ReportResult", "write_report", "choose_bucket_s"]
 
@@ -166,7 +167,7 @@ def _keyframes(
 
         overlay = load_overlay(con, video, max(0.0, chosen[0] - 1.0), chosen[-1] + 1.0)
         for t_s in chosen:
-            frame = next(frames_between(video.uri, t_s, t_s + 0.5 / (video.fps or 25.0)), None)
+            frame = next(iter_frames(video.uri, start_s=t_s, end_s=t_s + 0.5 / (video.fps or 25.0)), None)
             if frame is None:
                 continue
             image, boxes = annotate(frame.image, overlay, frame.t_s)

@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import product
 
 import numpy as np
 import pyarrow as pa
@@ -118,16 +119,16 @@ def _match(previous: pa.Table, warmup: pa.Table) -> list[tuple[int, int]]:
     prev = previous.filter(pc.greater_equal(previous["t_s"], t0 - 1e-6))
     if prev.num_rows == 0:
         return []
-    a = prev.to_pydict()
-    b = warmup.to_pydict()
-    by_time: dict[float, list[int]] = {}
-    for i, t in enumerate(a["t_s"]):
-        by_time.setdefault(round(t, 4), []).append(i)
+    from supervision.detection.utils.iou_and_nms import box_iou_batch
+
+    a_t, a_ids, a_xyxy = _boxes(prev)
+    b_t, b_ids, b_xyxy = _boxes(warmup)
     ious: dict[tuple[int, int], list[float]] = {}
-    for j, t in enumerate(b["t_s"]):
-        for i in by_time.get(round(t, 4), []):
-            iou = _iou([a[k][i] for k in ("x1", "y1", "x2", "y2")], [b[k][j] for k in ("x1", "y1", "x2", "y2")])
-            ious.setdefault((a["track_id"][i], b["track_id"][j]), []).append(iou)
+    for t in np.intersect1d(a_t, b_t):  # one IoU matrix per shared frame
+        in_a, in_b = a_t == t, b_t == t
+        overlap = box_iou_batch(a_xyxy[in_a], b_xyxy[in_b])  # rows: previous boxes, columns: warm-up boxes
+        for pair, iou in zip(product(a_ids[in_a].tolist(), b_ids[in_b].tolist()), overlap.ravel().tolist()):
+            ious.setdefault(pair, []).append(iou)
     scored = sorted(((float(np.mean(v)), pair) for pair, v in ious.items() if len(v) >= MIN_COMMON_FRAMES), reverse=True)
     used_a, used_b, pairs = set(), set(), []
     for score, (ia, ib) in scored:
@@ -139,12 +140,10 @@ def _match(previous: pa.Table, warmup: pa.Table) -> list[tuple[int, int]]:
     return pairs
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _boxes(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A tracked detections table's times (rounded to 0.1 ms, to pair frames), raw track ids and boxes (n, 4)."""
+    xyxy = np.column_stack([table[k].to_numpy() for k in ("x1", "y1", "x2", "y2")])
+    return np.round(table["t_s"].to_numpy(), 4), table["track_id"].to_numpy(), xyxy
 
 
 def finalize_video(

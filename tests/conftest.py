@@ -48,7 +48,8 @@ def prefect_api(tmp_path_factory):
     """A real Prefect API server on loopback, used by in-process flows and CLI subprocesses."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from videolake.flows.server import PrefectServerError, free_port, wait_until_healthy
+    from videolake.flows.server import free_port, wait_until_healthy
+    from videolake.pipeline.errors import PrefectServerError
 
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()

@@ -8,19 +8,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, List, Optional, TypeVar
+from typing import List, Optional
 
 import typer
 
-from videolake.pipeline.errors import ConfigError, ModelError, VideolakeError
+from videolake._app import app, guard
+from videolake.pipeline.errors import ConfigError, ModelError
 
-app = typer.Typer(
-    name="videolake", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help texts are plain: with markup on, Rich swallows every "[default: ...]"
-    help="Batch video analytics: people, tracks and actions from videos into a lake of Delta tables you query with SQL.",
-)
-T = TypeVar("T")
-_debug = False
+__all__ = ["app", "entry"]
 
 
 def entry(prog_name: str = "videolake") -> None:
@@ -54,44 +49,6 @@ def entry(prog_name: str = "videolake") -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code or 0)
-
-
-@app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
-    global _debug
-    _debug = debug
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """One-line errors with an exit code: 2 for bad arguments, 1 for anything else."""
-    try:
-        return fn()
-    except VideolakeError as exc:
-        _print_traceback()
-        typer.echo(f"error: {_one_line(str(exc))}", err=True)
-        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        _print_traceback()
-        typer.echo(f"error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)", err=True)
-        raise typer.Exit(1) from None
-
-
-def _print_traceback() -> None:
-    """With --debug: the traceback of the exception being handled, redacted like every other error text."""
-    if _debug:
-        from videolake.pipeline.storage import redact
-
-        typer.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
-
-
-def _one_line(text: str) -> str:
-    """An error text as one redacted line."""
-    from videolake.pipeline.storage import redact
-
-    return " ".join(redact(text).split())
 
 
 _STORAGE_HELP = ("JSON options for the bucket's filesystem (fsspec/s3fs), e.g. credentials or "
@@ -155,7 +112,7 @@ def run(
                           camera_pattern=camera_pattern, time_pattern=time_pattern)
         typer.echo("\n".join(summary.lines()))
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -190,7 +147,7 @@ def serve(
 
         serve_deployment(list(sources), out, cfg, name=name, cron=cron, interval_s=interval, timezone=timezone)
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -215,7 +172,7 @@ def query(
             return
         _print_table(q.run_sql(lake, sql), format)
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -228,14 +185,14 @@ def samples(directory: Path = typer.Argument(Path("samples"), help="Where to wri
         for path in write_samples(directory):
             typer.echo(str(path))
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
 def compact(
     lake: str = typer.Argument(..., help="The lake: a folder or a bucket URL."),
-    retention_hours: float = typer.Option(168.0, "--retention-hours", help="Delete files that no table version of the last this many hours "
-                                                          "reads [default: 168, Delta's own]."),
+    retention_hours: float = typer.Option(168.0, "--retention-hours",
+                                          help="Delete files that no table version of the last this many hours reads (Delta's default)."),
     storage_options: Optional[str] = typer.Option(None, "--storage-options", help=_STORAGE_HELP),
 ) -> None:
     """Merge the tables' small files (Delta optimize), delete unread old files (vacuum), checkpoint the logs."""
@@ -249,7 +206,7 @@ def compact(
             raise ConfigError(f"--retention-hours must be >= 0, got {retention_hours}")
         typer.echo(run_compaction(Lake.open(lake), retention_hours).line())
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -273,7 +230,7 @@ def migrate(
             Lake.open(lake)  # the one-line "not a lake" error
         typer.echo(f"upgraded {opened.url} to layout {LAYOUT_VERSION}: {run_migration(opened).line()}")
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -291,7 +248,7 @@ def models() -> None:
         typer.echo(f"actions: {actions.path}\n  source: {actions.source}\n  sha256: {actions.sha256}\n"
                    f"  size: {actions.size_bytes / 1e3:.1f} kB\n  classes: {', '.join(action_classes(actions.path))}")
 
-    _guard(go)
+    guard(go)
 
 
 @app.command("train-actions")
@@ -346,7 +303,7 @@ def train_actions(
         typer.echo(f"validation accuracy {card['val_accuracy']:.3f} (majority baseline "
                    f"{card['majority_baseline']['val_accuracy']:.3f}); classes {', '.join(card['classes'])}; wrote {out}")
 
-    _guard(go)
+    guard(go)
 
 
 def _detector_classes(path: str) -> list[str]:
@@ -410,7 +367,7 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-import videolake.commands_see  # noqa: E402,F401  (registers render, report, eval-actions)
+import videolake.commands_see  # noqa: E402,F401  (registers render, report, eval-actions after the commands above)
 
 if __name__ == "__main__":
     app()

@@ -1,6 +1,6 @@
 """``videolake render``, ``report`` and ``eval-actions``: results people can look at and check.
 
-Registered on the main Typer app by importing this module (``videolake.cli`` does).
+Registered on the app of ``videolake._app`` by importing this module (``videolake.cli`` does).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from videolake.cli import _guard, app
+from videolake._app import app, guard
 
 
 @app.command()
@@ -35,7 +35,7 @@ def render(
         typer.echo(f"wrote {r.path}: {r.frames_written} frames {r.width}x{r.height} at {r.fps:.3g} fps, "
                    f"{r.t_start_s:.2f}-{r.t_end_s:.2f} s, {r.boxes_drawn} boxes drawn (config {r.config_hash})")
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -63,7 +63,7 @@ def report(
             typer.echo(f"note: {note}", err=True)
         typer.echo(f"wrote {r.index}: {r.videos} video(s), {len(r.images)} image(s)")
 
-    _guard(go)
+    guard(go)
 
 
 @app.command("eval-actions")
@@ -103,4 +103,4 @@ def eval_actions(
         if json_out is not None:
             json_out.write_text(json.dumps({**report.as_dict(), "config_hash": data.config.config_hash}, indent=2) + "\n")
 
-    _guard(go)
+    guard(go)

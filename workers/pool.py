@@ -33,7 +33,7 @@ from videolake.pipeline.analyze import ShardJob, ShardResult
 from videolake.pipeline.commit import VideoCommit
 from videolake.pipeline.config import RunConfig
 from videolake.pipeline.decode import VideoInfo
-from videolake.pipeline.errors import ModelError, TimedOut, VideolakeError
+from videolake.pipeline.errors import ModelError, ShardTimeout, TimedOut, VideolakeError, WorkerLost
 from videolake.pipeline.models import ModelInfo
 from videolake.pipeline.stitch import VideoOutcome
 from videolake.pipeline.storage import forwarded_env
@@ -41,7 +41,7 @@ from videolake.workers.actor import ProgressCounter, VideoToFinalize, VideoWorke
 from videolake.workers.local_ray import start_local_ray, stop_local_ray
 from videolake.workers.plan import NodeResources, WorkerPlan, actor_resources, bundle, fits, needs, plan_workers
 
-__all__ = ["WorkerPool", "WorkerLost", "ShardTimeout", "ray_session", "plan_workers", "WorkerPlan",
+__all__ = ["WorkerPool", "ray_session", "plan_workers", "WorkerPlan",
            "NodeResources", "cluster_nodes", "actor_resources", "joined_cluster"]
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,6 @@ _TICK_S = 1.0  # time limits and cluster growth are checked this often
 _WAITING_NOTE_S = 60.0  # while no worker is ready, say why this often
 _HEAD_NODE_RESOURCE = "node:__internal_head__"  # Ray gives the head node this resource
 _LOST = (RayActorError, ActorUnavailableError, WorkerCrashedError)
-
-
-class WorkerLost(VideolakeError):
-    """The actor running a call died; the call can be retried on another or a restarted actor."""
-
-
-class ShardTimeout(TimedOut):
-    """A shard ran past its time limit; its actor was restarted to stop it."""
 
 
 @contextlib.contextmanager

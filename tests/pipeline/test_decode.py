@@ -53,6 +53,14 @@ def test_iter_frames_samples_by_pts_with_timestamps_in_seconds(samples_dir):
     assert frames[0].image.shape == (272, 640, 3) and frames[0].image.dtype == np.uint8
 
 
+def test_iter_frames_over_a_range_between_keyframes_keeps_the_whole_decodes_frames_and_timestamps(samples_dir):
+    uri = samples_dir / "bikes.mp4"
+    expected = [f.t_s for f in iter_frames(uri) if 8.0 <= f.t_s < 9.0]
+    got = list(iter_frames(uri, start_s=8.0, end_s=9.0))  # what a render of 8-9 s decodes
+    assert [f.t_s for f in got] == expected and len(got) == 25  # 25 fps
+    assert got[0].image.shape == (272, 640, 3)
+
+
 def test_variable_frame_rate_timestamps_come_from_pts(corpus):
     asset = corpus["vfr"]
     frames = list(iter_frames(asset.path, analysis_fps=0))

@@ -9,7 +9,7 @@ from videolake.pipeline.decode import iter_frames, probe
 from videolake.pipeline.errors import ConfigError, SourceError
 from tests.synthetic_lake import publish_video
 from videolake.pipeline.query import connect
-from videolake.pipeline.render import Overlay, find_video, frames_between, label_for, load_overlay, render_clip
+from videolake.pipeline.render import Overlay, find_video, label_for, load_overlay, render_clip
 from tests.real_lake import real_lake
 
 
@@ -23,14 +23,6 @@ def con(lake):
     c = connect(lake.path)
     yield c
     c.close()
-
-
-def test_frames_between_seeks_and_keeps_the_runs_timestamps(samples_dir):
-    uri = str(samples_dir / "bikes.mp4")
-    expected = [f.t_s for f in iter_frames(uri) if 8.0 <= f.t_s < 9.0]
-    got = list(frames_between(uri, 8.0, 9.0))
-    assert [f.t_s for f in got] == expected and len(got) == 25  # 25 fps
-    assert got[0].image.shape == (272, 640, 3)
 
 
 def test_render_writes_the_range_with_boxes_in_each_tracks_colour(lake, con, tmp_path):
@@ -62,7 +54,7 @@ def test_render_writes_the_range_with_boxes_in_each_tracks_colour(lake, con, tmp
         return min(np.median(np.abs(image[y_mid, x].astype(float) - colour).sum(axis=1)) for x in columns)
 
     assert distance(frame) < 80
-    assert distance(next(frames_between(video.uri, t_s, t_s + 0.02)).image) > 150  # the source has no such line
+    assert distance(next(iter_frames(video.uri, start_s=t_s, end_s=t_s + 0.02)).image) > 150  # the source has no such line
 
 
 def test_labels_carry_track_class_action_and_confidence(lake, con):

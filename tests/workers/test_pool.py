@@ -38,7 +38,8 @@ def test_plan_uses_the_cluster_s_cpus(ray_local):
 def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, samples_dir, tmp_path):
     import ray
 
-    from videolake.workers.pool import WorkerLost, WorkerPool
+    from videolake.pipeline.errors import WorkerLost
+    from videolake.workers.pool import WorkerPool
 
     pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
     try:
@@ -67,7 +68,8 @@ def test_a_worker_killed_mid_video_costs_that_call_and_comes_back(ray_local, sam
 
 
 def test_a_shard_past_its_time_limit_is_stopped_and_the_worker_restarts(ray_local, samples_dir, tmp_path):
-    from videolake.workers.pool import ShardTimeout, WorkerPool
+    from videolake.pipeline.errors import ShardTimeout
+    from videolake.workers.pool import WorkerPool
 
     pool = WorkerPool(RunConfig(**FAST, workers=1), resolve_detector(), resolve_actions())
     try:
