@@ -145,9 +145,11 @@ def test_a_video_s_probe_shards_and_finalize_run_on_the_workers_and_the_pool_fol
         assert len({r.worker for r in results}) == 1  # the second actor never found room on this node
         rows = [{"video_id": vid, "content_key": "ck", "shard_index": r.shard_index, "status": "ok", "attempts": 1,
                  "worker": r.worker, "run_id": "r"} for r in results]
-        outcome = pool.submit_finalize(VideoToFinalize(lake.url, "h", "r", source, info, shards, {}, 1.0, rows,
-                                                       None)).result(timeout=300)
-        assert outcome.status == "ok" and outcome.n_tracks > 0
+        outcome, commit = pool.submit_finalize(VideoToFinalize(lake.url, "h", "r", source, info, shards, {}, 1.0, rows,
+                                                               None)).result(timeout=300)
+        assert outcome.status == "ok" and outcome.n_tracks > 0 and commit.video_id == vid
+        assert not (tmp_path / "lake" / "videos").exists() or not run_sql(lake, "FROM videos").num_rows  # stitched, not published
+        assert pool.submit_publish(lake.url, [commit]).result(timeout=300) is None
         assert outcome.frames_analyzed == sum(r.frames_analyzed for r in results)
         assert run_sql(lake, "SELECT count(*) AS n FROM shards").to_pylist() == [{"n": len(shards)}]
         assert run_sql(lake, "SELECT status FROM videos").to_pylist() == [{"status": "ok"}]
