@@ -35,11 +35,10 @@ def torch_detector():
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of boxes a (n, 4) and b (m, 4)."""
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+    """IoU matrix of boxes a (n, 4) and b (m, 4): supervision's, as the pipeline uses."""
+    from supervision.detection.utils.iou_and_nms import box_iou_batch
+
+    return box_iou_batch(a, b)
 
 
 def test_default_detector_finds_the_person_in_carphone_in_original_pixels(detector):
