@@ -43,10 +43,15 @@ def test_a_one_off_run_records_its_flow_in_a_temporary_server_and_an_empty_rerun
     assert "videos: 1 ok, 0 failed; 1 new, 0 already done" in first.stdout, first.stdout
     run_id = re.search(r"^run (\S+) →", first.stdout, re.M).group(1)
     db = sqlite3.connect(os.path.join(home, "prefect.db"))
-    # The server recorded the flow run, finished, and its progress artifact at 100 %.
+    # The server recorded the flow run, finished, its progress artifact at 100 %, its summary, its logs.
     assert db.execute("SELECT id, state_type FROM flow_run").fetchall() == [(run_id, "COMPLETED")]
-    artifacts = db.execute("SELECT key, type, data, flow_run_id FROM artifact").fetchall()
-    assert artifacts == [("videolake-progress", "progress", 100, run_id)], artifacts
+    artifacts = {key: (kind, data, flow_run_id) for key, kind, data, flow_run_id in
+                 db.execute("SELECT key, type, data, flow_run_id FROM artifact").fetchall()}
+    assert set(artifacts) == {"videolake-progress", "videolake-summary"}, artifacts
+    assert artifacts["videolake-progress"] == ("progress", 100, run_id)
+    assert artifacts["videolake-summary"][0] == "table" and artifacts["videolake-summary"][2] == run_id
+    logs = [m for (m,) in db.execute("SELECT message FROM log WHERE flow_run_id = ?", (run_id,)).fetchall()]
+    assert any("1 to analyse" in m for m in logs), logs
     assert _servers_of(home) == []  # stopped with the run
 
     again = vl("run", samples_dir / "carphone_pristine.mp4", "--out", lake, *FAST_FLAGS, env=env)
