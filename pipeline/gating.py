@@ -12,8 +12,9 @@ image of the last frame the detector saw, the *reference*. A frame goes through 
   before was not after one: an encoder codes the whole picture afresh at a keyframe, and on dim,
   small footage that alone can move a detector's confidence across its threshold, with no motion to
   see (all-intra streams, every frame a keyframe, are left to the other rules);
-- more than ``MIN_CHANGED`` of the small image changed by more than ``PIXEL_DELTA`` grey levels
-  since the reference (always against the reference, not the previous frame: slow motion adds up);
+- at least ``MIN_CHANGED_PX`` pixels of the small image changed by more than ``PIXEL_DELTA`` grey
+  levels since the reference (always against the reference, not the previous frame: slow motion adds
+  up); 8 pixels at 320 px wide are a 16x4 px sliver of a 640 px frame, a fraction of a small person;
 - or the tracker has not settled (``GatedDetection``): the detector's last two frames did not give
   the same tracks and the same number of untracked detections, so a new track is confirmed on a
   real frame.
@@ -39,11 +40,11 @@ from videolake.pipeline.detect import Detections
 from videolake.pipeline.errors import ConfigError
 from videolake.pipeline.motion import CameraPose
 
-__all__ = ["MOTION_GATES", "PIXEL_DELTA", "MIN_CHANGED", "CAMERA_STEP_WORKING_PX", "CAMERA_STEP_SCALE", "CAMERA_STILL_S",
-           "GatedFrame", "AnalysedFrame", "MotionGate", "GatedDetection", "motion_image", "changed_fraction", "camera_step"]
+__all__ = ["MOTION_GATES", "PIXEL_DELTA", "MIN_CHANGED_PX", "CAMERA_STEP_WORKING_PX", "CAMERA_STEP_SCALE", "CAMERA_STILL_S",
+           "GatedFrame", "AnalysedFrame", "MotionGate", "GatedDetection", "motion_image", "changed_px", "camera_step"]
 
 PIXEL_DELTA = 20                # grey levels (of 255) a pixel of the blurred small image must change by to count
-MIN_CHANGED = 0.001             # share of the small image's pixels that must change for a frame to count as moved
+MIN_CHANGED_PX = 8              # pixels of the small image that must change for a frame to count as moved
 CAMERA_STEP_WORKING_PX = 1.0    # a camera step larger than this (pixels at CameraMotion's working width) is a move
 CAMERA_STEP_SCALE = 0.015       # ... or a zoom step larger than this
 CAMERA_STILL_S = 2.0            # gating resumes once the camera has kept still this long
@@ -79,14 +80,14 @@ def motion_image(working_image: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(working_image, (_BLUR_PX, _BLUR_PX), 0)
 
 
-def changed_fraction(reference: np.ndarray, image: np.ndarray) -> float:
-    """Share of pixels that changed by more than ``PIXEL_DELTA`` between two motion images (1.0 when their sizes differ)."""
+def changed_px(reference: np.ndarray, image: np.ndarray) -> int:
+    """Pixels that changed by more than ``PIXEL_DELTA`` between two motion images (all of them when their sizes differ)."""
     import cv2
 
     if reference.shape != image.shape:
-        return 1.0
+        return image.size
     _, changed = cv2.threshold(cv2.absdiff(reference, image), PIXEL_DELTA, 255, cv2.THRESH_BINARY)
-    return cv2.countNonZero(changed) / changed.size
+    return cv2.countNonZero(changed)
 
 
 def camera_step(previous: CameraPose, current: CameraPose) -> tuple[float, float]:
@@ -142,7 +143,7 @@ class MotionGate:
             return "refresh"
         if fresh_picture:
             return "keyframe"
-        if changed_fraction(self._reference, motion) > MIN_CHANGED:
+        if changed_px(self._reference, motion) >= MIN_CHANGED_PX:
             return "motion"
         return None
 

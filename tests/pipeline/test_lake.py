@@ -173,3 +173,15 @@ def test_compaction_merges_small_files_and_vacuums_without_changing_query_result
     assert lake.sql(query).to_pylist() == before
     parquet = [p for p in (tmp_path / "detections").rglob("*.parquet") if "_delta_log" not in str(p)]
     assert len(parquet) == 1  # the old small files are gone from disk too
+
+
+def test_runs_recorded_before_the_motion_gate_read_null_for_its_columns(tmp_path, monkeypatch):
+    current = SCHEMAS["runs"]
+    monkeypatch.setitem(SCHEMAS, "runs", pa.schema([f for f in current if f.name not in ("frames_detected", "detector_fraction")]))
+    lake = Lake.open_or_create(tmp_path)
+    lake.commit_run({"run_id": "before", "frames_analyzed": 10})
+    monkeypatch.setitem(SCHEMAS, "runs", current)
+    lake.commit_run({"run_id": "after", "frames_analyzed": 10, "frames_detected": 4, "detector_fraction": 0.4})
+    rows = {r["run_id"]: (r["frames_detected"], r["detector_fraction"])
+            for r in lake.sql("SELECT run_id, frames_detected, detector_fraction FROM runs").to_pylist()}
+    assert rows == {"before": (None, None), "after": (4, 0.4)}
