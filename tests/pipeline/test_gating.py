@@ -161,19 +161,6 @@ def test_off_sends_every_frame_to_the_detector_in_full_batches():
     assert not any(a.carried for a in out) and batches == [8, 8, 4]
 
 
-def test_the_gate_settings_are_validated_and_change_the_config_hash_only_when_on():
-    from videolake.pipeline.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="motion_gate must be one of auto, on, off"):
-        RunConfig(motion_gate="sometimes")
-    with pytest.raises(ConfigError, match="motion_refresh_s must be > 0"):
-        RunConfig(motion_refresh_s=0)
-    hashes = {mode: RunConfig(motion_gate=mode).config_hash("d", "a", "p") for mode in ("auto", "on", "off")}
-    assert len(set(hashes.values())) == 3
-    assert RunConfig(motion_gate="off", motion_refresh_s=9).config_hash("d", "a", "p") == hashes["off"]
-    assert dataclasses.replace(RunConfig(), motion_refresh_s=4.0).config_hash("d", "a", "p") != hashes["auto"]
-
-
 def test_an_all_intra_stream_is_not_sent_to_the_detector_at_every_keyframe():
     gate = MotionGate("on", refresh_s=100.0)
     needs = []
