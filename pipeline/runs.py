@@ -117,8 +117,9 @@ class RunSummary:
             f"shards: {self.shards_processed} processed, {self.shards_failed} failed, "
             f"{self.shards_done_before} already done, {self.shards_total} in all",
             f"frames analysed: {self.frames_analyzed}  detections: {self.n_detections}  tracks: {self.n_tracks}",
-            *([f"detector: {self.frames_detected} of the {self.frames_processed} frames analysed now "
-               f"({self.detector_fraction:.0%}; the motion gate carried the rest)"] if self.frames_processed else []),
+            *([f"detector: {self.frames_detected} of the {self.frames_processed} frames analysed now ({self.detector_fraction:.0%}"
+               + ("; the motion gate carried the rest)" if self.frames_detected < self.frames_processed else ")")]
+              if self.frames_processed else []),
             "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none")
             + {"pose": "  (actions from poses)", "box": "  (actions from boxes only: no pose model)"}.get(self.features or "", ""),
             f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",

@@ -44,3 +44,6 @@ def test_the_summary_says_what_share_of_the_frames_the_detector_saw():
     assert (summary.shards_processed, summary.frames_processed, summary.frames_detected) == (2, 600, 180)
     assert summary.detector_fraction == 0.3 and summary.features == "pose"
     assert "detector: 180 of the 600 frames analysed now (30%; the motion gate carried the rest)" in summary.lines()
+    full = RunSummary("r2", "lake", "cfg")
+    full.add_shard(ShardResult("v", 0, "ok", frames_analyzed=8, frames_detected=8))
+    assert "detector: 8 of the 8 frames analysed now (100%)" in full.lines()
