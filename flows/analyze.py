@@ -286,8 +286,7 @@ class _FanOut:
             return
         result: ShardResult | None = None if exc is not None else future.result()
         if result is not None and result.status == "ok":
-            self.summary.shards_processed += 1
-            self.summary.features = result.features or self.summary.features
+            self.summary.add_shard(result)
             result.attempts = attempt
             video.records.append(_record(video, shard, "ok", self.run_id, result))
         else:
@@ -357,5 +356,6 @@ def _record(video: _Video, shard: Shard, status: str, run_id: str, result: Shard
         "worker": result.worker if result else None, "node_id": result.node_id if result else None,
         "node_ip": result.node_ip if result else None, "gpu_ids": result.gpu_ids if result else None,
         "frames_analyzed": result.frames_analyzed if result else None,
+        "frames_detected": result.frames_detected if result else None,
         "wall_s": result.wall_s if result else None, "error": error, "run_id": run_id,
     }

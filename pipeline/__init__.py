@@ -12,7 +12,7 @@ from typing import Any
 __all__ = [
     "RunConfig", "VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError",
     "VideoInfo", "Frame", "PtsSampler", "probe", "iter_frames",
-    "Detections", "Detector", "Tracker", "track_features", "ActionModel", "ACTIONS",
+    "Detections", "Detector", "Tracker", "MotionGate", "GatedDetection", "track_features", "ActionModel", "ACTIONS",
     "ClipAccumulator", "VideoAnalyzer", "ShardJob", "ShardResult", "Shard", "plan_shards", "VideoSource", "discover",
     "run_sql", "connect", "Lake", "SCHEMAS", "resolve_detector", "resolve_actions", "write_samples",
 ]
@@ -23,6 +23,7 @@ _WHERE = {
     **dict.fromkeys(["VideoInfo", "Frame", "PtsSampler", "probe", "iter_frames"], "decode"),
     **dict.fromkeys(["Detections", "Detector"], "detect"),
     "Tracker": "track",
+    **dict.fromkeys(["MotionGate", "GatedDetection"], "gating"),
     "track_features": "features",
     **dict.fromkeys(["ActionModel", "ACTIONS"], "actions"),
     "ClipAccumulator": "clips",

@@ -27,6 +27,7 @@ from videolake.pipeline.decode import DecodeStats, Frame, VideoInfo, iter_frames
 from videolake.pipeline.detect import Detections, Detector
 from videolake.pipeline.errors import DecodeError, LakeError, SourceError, StorageError, TimedOut, VideolakeError
 from videolake.pipeline.features import person_class_ids
+from videolake.pipeline.gating import GatedDetection, GatedFrame, MotionGate, motion_image
 from videolake.pipeline.lake import MemorySink, ParquetSink, table_path, write_table
 from videolake.pipeline.motion import CameraMotion, CameraPose
 from videolake.pipeline.shards import SHARD_TRACK_STRIDE, Shard
@@ -81,6 +82,7 @@ class ShardResult:
     gpu_ids: list[str] = field(default_factory=list)  # GPUs Ray assigned to the actor; empty on CPU
     attempts: int = 1
     features: str | None = None  # what the actions saw: "pose" (keypoints) or "box" (boxes only)
+    frames_detected: int = 0  # of frames_analyzed, those the detector saw (the others carried: pipeline/gating.py)
 
 
 def load_analyzer(config: RunConfig, detector_path: str, actions_path: str, threads: int | None = None,
@@ -208,7 +210,7 @@ class VideoAnalyzer:
         id_offset = shard.index * SHARD_TRACK_STRIDE
         stats = DecodeStats()
         clip_counts: Counter[str] = Counter()
-        n_detections = frames_owned = 0
+        n_detections = frames_owned = frames_detected = 0
         frames = iter_frames(info.uri, cfg.analysis_fps, stats, start_s=shard.decode_from_s, end_s=shard.t_end_s,
                              first_frame_index=shard.decode_from_frame, max_pixels=cfg.max_pixels,
                              max_duration_s=cfg.max_duration_s)
@@ -221,32 +223,35 @@ class VideoAnalyzer:
             size = cfg.batch_for(self.detector.device)
             motion = CameraMotion()
 
-            def with_camera(frames: Iterator[Frame]) -> Iterator[tuple[Frame, CameraPose]]:
+            def sampled(frames: Iterator[Frame]) -> Iterator[GatedFrame]:
                 for frame in frames:  # on the decode thread: cheap, at low resolution
-                    yield frame, motion.update(frame.image)
+                    camera = motion.update(frame.image)
+                    yield GatedFrame(frame, camera, motion_image(motion.working_image))
 
+            pose = None if self.pose is None else (lambda images, tracked: self.pose(images, tracked, self.person_ids))
+            gated = GatedDetection(self.detector, tracker.update, pose, MotionGate(cfg.motion_gate, cfg.motion_refresh_s, info.width),
+                                   size)
             warm = (f for f in frames if f.t_s >= shard.warmup_from_s - 1e-9)
-            for pairs in prefetch(_batched(with_camera(warm), size), depth=2):
-                batch, cameras = [f for f, _ in pairs], [c for _, c in pairs]
-                detections = self.detector([f.image for f in batch])
-                tracked = [tracker.update(dets, frame.image) for frame, dets in zip(batch, detections)]
-                if self.pose is not None:
-                    tracked = self.pose([f.image for f in batch], tracked, self.person_ids)
-                for frame, dets, camera in zip(batch, tracked, cameras):
-                    emit_clips(clips.add(frame.t_s, dets, camera))
+            for done in _batched(gated(prefetch(sampled(warm), depth=2 * size)), size):
+                batch, tracked = [a.frame for a in done], [a.detections for a in done]
+                cameras, carried = [a.camera for a in done], [a.carried for a in done]
+                for a in done:
+                    emit_clips(clips.add(a.frame.t_s, a.detections, a.camera))
                 owned = [shard.owns(f.t_s) for f in batch]
-                det_sink.write(_detection_columns(batch, tracked, owned, self.detector.names, job, id_offset, cameras=cameras))
+                det_sink.write(_detection_columns(batch, tracked, owned, self.detector.names, job, id_offset, cameras=cameras,
+                                                  carried=carried))
                 if not shard.is_first:
                     warm_rows = [not o for o in owned]
                     overlap_sink.write(_detection_columns(batch, tracked, warm_rows, self.detector.names, job, id_offset, overlap=True))
                 n_detections += sum(len(d) for d, o in zip(tracked, owned) if o)
                 frames_owned += sum(owned)
+                frames_detected += sum(o and not c for o, c in zip(owned, carried))
                 progress(sum(owned))
             emit_clips(clips.finish())
         result = ShardResult(
             job.video_id, shard.index, "ok", warning="; ".join(stats.warnings) or None, frames_analyzed=frames_owned,
             n_detections=n_detections, n_clips=sum(clip_counts.values()), clips_by_action=dict(clip_counts),
-            features=self.features,
+            features=self.features, frames_detected=frames_detected,
         )
         if sinks is not None:
             return result
@@ -313,7 +318,7 @@ def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 
 def _detection_columns(
     batch: list[Frame], detections: list[Detections], keep: list[bool], names: dict[int, str], job: ShardJob,
-    id_offset: int, overlap: bool = False, cameras: list[CameraPose] | None = None,
+    id_offset: int, overlap: bool = False, cameras: list[CameraPose] | None = None, carried: list[bool] | None = None,
 ) -> dict:
     frames = [f for f, k in zip(batch, keep) if k]
     dets = [d for d, k in zip(detections, keep) if k]
@@ -341,6 +346,8 @@ def _detection_columns(
             poses = [c for c, k in zip(cameras, keep) if k]
             columns.update({name: np.repeat([getattr(c, attr) for c in poses], counts).astype(np.float32)
                             for name, attr in (("cam_scale", "scale"), ("cam_x", "x_px"), ("cam_y", "y_px"))})
+        if carried is not None:
+            columns["carried"] = np.repeat([c for c, k in zip(carried, keep) if k], counts).astype(bool)
         columns["class_name"] = [names.get(int(c), str(c)) for c in class_id]
         columns["run_id"] = [job.run_id] * n
     return columns

@@ -12,10 +12,11 @@ from typing import Any, Mapping
 
 from videolake.pipeline.errors import ConfigError
 
-__all__ = ["RunConfig", "TRACKERS", "VIDEO_EXTENSIONS", "PIPELINE_VERSION", "load_config_file"]
+__all__ = ["RunConfig", "TRACKERS", "MOTION_GATES", "VIDEO_EXTENSIONS", "PIPELINE_VERSION", "load_config_file"]
 
 TRACKERS = ("bytetrack", "botsort")
 RUNTIMES = ("auto", "torch", "onnx")
+MOTION_GATES = ("auto", "on", "off")  # see pipeline/gating.py
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
 # Bump when a change in the pipeline's logic changes results for the same settings and models.
 PIPELINE_VERSION = 2  # 2: pose per person, pose-aware actions with sitting and abstention
@@ -26,6 +27,9 @@ PIPELINE_VERSION = 2  # 2: pose per person, pose-aware actions with sitting and 
 # of a pixel, as device and batch do, so it is not part of the hash; tests/pipeline/test_detect.py
 # checks that the runtimes agree.
 _RESULT_KEYS = ("analysis_fps", "imgsz", "clip_seconds", "conf", "tracker", "min_track_frames", "shard_seconds", "pose_imgsz")
+# The motion gate changes results too (carried rows), but only when it is on: with ``off`` the hash is the one
+# of the releases before the gate, whose results it reproduces.
+_GATE_KEYS = ("motion_gate", "motion_refresh_s")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class RunConfig:
     """Cut videos into shards of about this length; 0 = whole video."""
     min_track_frames: int = 4
     """Detections a track needs in a clip for an action; fewer give unknown."""
+    motion_gate: str = "auto"
+    """Motion gate: auto (on for still cameras, off while the camera moves), on, off (see pipeline/gating.py)."""
+    motion_refresh_s: float = 2.0
+    """With the motion gate on, the detector runs at least this often (seconds)."""
     max_pixels: int = 8192 * 8192
     """Videos with larger frames are refused."""
     max_duration_s: float = 24 * 3600.0
@@ -111,6 +119,8 @@ class RunConfig:
         _check(self.max_duration_s > 0, f"max_duration_s must be > 0, got {self.max_duration_s}")
         _check(self.shard_timeout_s > 0, f"shard_timeout_s must be > 0, got {self.shard_timeout_s}")
         _check(self.probe_timeout_s > 0, f"probe_timeout_s must be > 0, got {self.probe_timeout_s}")
+        _check(self.motion_gate in MOTION_GATES, f"motion_gate must be one of {', '.join(MOTION_GATES)}, got {self.motion_gate!r}")
+        _check(self.motion_refresh_s > 0, f"motion_refresh_s must be > 0, got {self.motion_refresh_s}")
         _check(self.min_track_frames >= 1, f"min_track_frames must be >= 1, got {self.min_track_frames}")
         _check(_valid_regex(self.camera_pattern), f"camera_pattern is not a valid regular expression: {self.camera_pattern!r}")
         _check(not self.time_pattern or "%" in self.time_pattern,
@@ -152,7 +162,7 @@ class RunConfig:
 
     def config_hash(self, detector_sha256: str, actions_sha256: str, pose_sha256: str | None) -> str:
         """16 hex digits over every setting and model hash that changes results (``pose_sha256`` None: no pose)."""
-        payload = {k: getattr(self, k) for k in _RESULT_KEYS}
+        payload = {k: getattr(self, k) for k in _RESULT_KEYS + (_GATE_KEYS if self.motion_gate != "off" else ())}
         payload.update(detector=detector_sha256, actions=actions_sha256, pose=pose_sha256 or "none",
                        pipeline_version=PIPELINE_VERSION)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -62,14 +62,21 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: BGR pixels of shape (height, width, 3) and its timestamps."""
+    """One decoded frame: BGR pixels of shape (height, width, 3) and its timestamps.
+
+    ``after_keyframe``: a keyframe was decoded since the previous sampled frame (or this is one): the
+    encoder coded the picture afresh there, so its pixels may differ from the frames before even
+    where nothing moved.
+    """
 
     image: np.ndarray
     frame_index: int
     t_s: float
+    after_keyframe: bool = False
 
     def __repr__(self) -> str:
-        return f"Frame(image={self.image.shape}, frame_index={self.frame_index}, t_s={self.t_s:.3f})"
+        key = ", after_keyframe" if self.after_keyframe else ""
+        return f"Frame(image={self.image.shape}, frame_index={self.frame_index}, t_s={self.t_s:.3f}{key})"
 
 
 @dataclass
@@ -224,6 +231,7 @@ def iter_frames(
             container.seek(round(start_s / time_base) + (start_pts or 0), stream=stream, backward=True, any_frame=False)
         stats.frames_decoded = first_frame_index
         consecutive_errors = 0
+        keyframe = False  # a keyframe decoded since the last sampled frame
         packets = container.demux(stream)
         while True:
             try:
@@ -261,11 +269,13 @@ def iter_frames(
                 index = stats.frames_decoded
                 stats.frames_decoded += 1
                 stats.last_t_s = t_s
+                keyframe = keyframe or frame.key_frame
                 if t_s < start_s - 1e-6:
                     continue
                 if sampler.take(t_s):
                     stats.frames_sampled += 1
-                    yield Frame(image=frame.to_ndarray(format="bgr24"), frame_index=index, t_s=t_s)
+                    yield Frame(image=frame.to_ndarray(format="bgr24"), frame_index=index, t_s=t_s, after_keyframe=keyframe)
+                    keyframe = False
     whole = start_s == 0 and end_s == math.inf
     if whole and declared_s and stats.last_t_s is not None and stats.last_t_s + 2 * nominal_dt_s < 0.95 * declared_s:
         stats.warnings.append(f"decoded up to {stats.last_t_s:.2f} s of a declared {declared_s:.2f} s (truncated?)")

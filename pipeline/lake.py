@@ -50,7 +50,9 @@ __all__ = [
     "RUNS", "published_schema", "table_path", "write_table", "ParquetSink", "MemorySink", "check_writable", "Lake",
 ]
 
-SCHEMA_VERSION = "2"  # 2: keypoints, pose confidence and camera pose on detections, n_pose_frames on clips
+# 2: keypoints, pose confidence and camera pose on detections, n_pose_frames on clips; 3: carried on detections,
+# frames_detected on shards and runs, detector_fraction on runs (older tables gain them as nulls: Lake.write)
+SCHEMA_VERSION = "3"
 LAYOUT_VERSION = 2
 MARKER = "_videolake.json"
 STAGING = "_staging"
@@ -79,6 +81,8 @@ DETECTIONS = pa.schema([
     ("cam_scale", pa.float32()),
     ("cam_x", pa.float32()),
     ("cam_y", pa.float32()),
+    # The detector did not run on this frame: the box is the track's last detected one (pipeline/gating.py).
+    ("carried", pa.bool_()),
 ])
 
 CLIPS = pa.schema([
@@ -144,7 +148,7 @@ LEDGER = pa.schema([
 
 OVERLAPS = pa.schema([(f.name, f.type) for f in DETECTIONS
                       if f.name not in ("class_name", "run_id", "kp_x", "kp_y", "kp_conf", "pose_confidence",
-                                        "cam_scale", "cam_x", "cam_y")])
+                                        "cam_scale", "cam_x", "cam_y", "carried")])
 
 SHARDS = pa.schema([
     ("video_id", pa.string()),
@@ -159,6 +163,7 @@ SHARDS = pa.schema([
     ("node_ip", pa.string()),
     ("gpu_ids", pa.list_(pa.string())),
     ("frames_analyzed", pa.int64()),
+    ("frames_detected", pa.int64()),  # of frames_analyzed, those the detector saw (the rest carried)
     ("wall_s", pa.float64()),
     ("error", pa.string()),
     ("run_id", pa.string()),
@@ -190,6 +195,8 @@ RUNS = pa.schema([
     ("shards_failed", pa.int64()),
     ("frames_analyzed", pa.int64()),
     ("wall_s", pa.float64()),
+    ("frames_detected", pa.int64()),  # frames the detector saw, of those this run's shards analysed
+    ("detector_fraction", pa.float64()),  # frames_detected over the frames this run's shards analysed (null: none)
 ])
 
 SCHEMAS: dict[str, pa.Schema] = {

@@ -56,6 +56,11 @@ class CameraMotion:
         self.pose = IDENTITY
         self.failed_steps = 0
 
+    @property
+    def working_image(self) -> np.ndarray | None:
+        """The last frame in grey at the estimator's working width (at most 320 px): what ``gating`` compares."""
+        return self._previous
+
     def update(self, image: np.ndarray) -> CameraPose:
         import cv2
 

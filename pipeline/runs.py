@@ -10,12 +10,16 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from videolake.pipeline.ledger import LakeState, moved
 from videolake.pipeline.models import action_classes
 from videolake.pipeline.plan import RunPlan
 from videolake.pipeline.sources import VideoSource
 from videolake.pipeline.stitch import VideoOutcome
+
+if TYPE_CHECKING:
+    from videolake.pipeline.analyze import ShardResult
 
 __all__ = ["RunSummary", "Triage", "triage", "write_run_record"]
 
@@ -65,6 +69,8 @@ class RunSummary:
     wall_s: float = 0.0
     workers: int = 0
     features: str | None = None  # "pose" or "box": what the action model saw (from the shards that ran)
+    frames_processed: int = 0  # frames analysed by the shards this run processed (frames_analyzed also counts earlier runs')
+    frames_detected: int = 0  # of those, the frames the detector saw (the motion gate carried the rest)
     moved: list[VideoSource] = field(default_factory=list)  # finished before, found at a new path
     alerts_by_action: dict[str, int] = field(default_factory=dict)  # episodes of ``ALERT_ACTIONS`` (an event each)
 
@@ -78,6 +84,18 @@ class RunSummary:
     @property
     def frames_per_s(self) -> float:
         return self.frames_analyzed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def detector_fraction(self) -> float | None:
+        """Share of the frames this run analysed that went through the detector (None: it analysed none)."""
+        return self.frames_detected / self.frames_processed if self.frames_processed else None
+
+    def add_shard(self, result: ShardResult) -> None:
+        """A shard this run analysed and committed."""
+        self.shards_processed += 1
+        self.features = result.features or self.features
+        self.frames_processed += result.frames_analyzed
+        self.frames_detected += result.frames_detected
 
     def add(self, outcome: VideoOutcome) -> None:
         if outcome.status == "ok":
@@ -115,6 +133,9 @@ class RunSummary:
             f"shards: {self.shards_processed} processed, {self.shards_failed} failed, "
             f"{self.shards_done_before} already done, {self.shards_total} in all",
             f"frames analysed: {self.frames_analyzed}  detections: {self.n_detections}  tracks: {self.n_tracks}",
+            *([f"detector: {self.frames_detected} of the {self.frames_processed} frames analysed now ({self.detector_fraction:.0%}"
+               + ("; the motion gate carried the rest)" if self.frames_detected < self.frames_processed else ")")]
+              if self.frames_processed else []),
             "clips: " + (", ".join(f"{a} {n}" for a, n in sorted(self.clips_by_action.items(), key=lambda kv: -kv[1])) or "none")
             + {"pose": "  (actions from poses)", "box": "  (actions from boxes only: no pose model)"}.get(self.features or "", ""),
             f"wall time: {self.wall_s:.1f} s  ({self.frames_per_s:.1f} frames/s on {self.workers} worker(s))",
@@ -143,4 +164,5 @@ def write_run_record(plan: RunPlan, summary: RunSummary, started_at: datetime) -
         "shards_total": summary.shards_total, "shards_done_before": summary.shards_done_before,
         "shards_processed": summary.shards_processed, "shards_failed": summary.shards_failed,
         "frames_analyzed": summary.frames_analyzed, "wall_s": summary.wall_s,
+        "frames_detected": summary.frames_detected, "detector_fraction": summary.detector_fraction,
     })

