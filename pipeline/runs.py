@@ -116,7 +116,7 @@ class RunSummary:
             "videos already done": self.videos_done_before, "videos quarantined": self.videos_quarantined,
             "shards processed": self.shards_processed, "shards failed": self.shards_failed,
             "shards already done": self.shards_done_before, "frames analysed": self.frames_analyzed,
-            "detections": self.n_detections, "tracks": self.n_tracks,
+            "frames through the detector": self.frames_detected, "detections": self.n_detections, "tracks": self.n_tracks,
             **{f"clips {a}": n for a, n in sorted(self.clips_by_action.items())},
             **{f"{a} episodes": n for a, n in sorted(self.alerts_by_action.items())},
             "wall time (s)": round(self.wall_s, 1), "frames per second": round(self.frames_per_s, 1), "workers": self.workers,
