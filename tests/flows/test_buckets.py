@@ -41,13 +41,19 @@ def _upload(s3, samples_dir, bucket, names):
         s3.put_file(str(samples_dir / name), f"{bucket}/{key}")
 
 
-@pytest.mark.slow
-def test_bucket_to_bucket_runs_query_and_increments_like_local_disk_and_never_leak_the_secret(
-        s3, s3_server, samples_dir, tmp_path, cli_env, prefect_api):
+def _buckets(s3, samples_dir, names):
+    """This test's sources bucket, holding ``names`` (key → sample), and an empty lake bucket."""
     cams, lake_bucket = f"{s3.prefix}-cams", f"{s3.prefix}-lake"
     s3.mkdir(cams)
     s3.mkdir(lake_bucket)
-    _upload(s3, samples_dir, cams, {"2026-11-27/cam1/bikes.mp4": "bikes.mp4", "2026-11-27/cam2/carphone.mp4": "carphone_pristine.mp4"})
+    _upload(s3, samples_dir, cams, names)
+    return cams, lake_bucket
+
+
+@pytest.mark.slow
+def test_bucket_to_bucket_runs_query_and_increments_like_local_disk_and_never_leak_the_secret(
+        s3, s3_server, samples_dir, tmp_path, cli_env, prefect_api):
+    cams, lake_bucket = _buckets(s3, samples_dir, {"2026-11-27/cam1/bikes.mp4": "bikes.mp4", "2026-11-27/cam2/carphone.mp4": "carphone_pristine.mp4"})
     # Credentials only through --storage-options: the environment has the endpoint but no keys.
     env = {k: v for k, v in cli_env.items() if not k.startswith("AWS_")}
     env.update({"AWS_ENDPOINT_URL": s3_server.url, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
@@ -130,10 +136,7 @@ def _prefect_records(api_url: str, lake: str) -> list:
 def test_a_flaky_store_costs_retries_never_duplicates(s3, s3_server, prefect_api, ray_local, samples_dir, monkeypatch):
     import s3fs
 
-    cams, lake_bucket = f"{s3.prefix}-cams", f"{s3.prefix}-lake"
-    s3.mkdir(cams)
-    s3.mkdir(lake_bucket)
-    _upload(s3, samples_dir, cams, {"bikes.mp4": "bikes.mp4", "carphone.mp4": "carphone_pristine.mp4"})
+    cams, lake_bucket = _buckets(s3, samples_dir, {"bikes.mp4": "bikes.mp4", "carphone.mp4": "carphone_pristine.mp4"})
     config = {**FAST, "workers": 2, "shard_seconds": 2}
     clean = analyze(sources=[f"s3://{cams}"], lake=f"s3://{lake_bucket}/clean", config=config, show_progress=False)
     with flaky_proxy(s3_server.url, fail_every=6) as proxy:
@@ -163,10 +166,7 @@ def test_a_deployment_reads_its_bucket_credentials_from_a_prefect_secret_block(
 
     from videolake.pipeline.errors import ConfigError
 
-    cams, lake_bucket = f"{s3.prefix}-cams", f"{s3.prefix}-lake"
-    s3.mkdir(cams)
-    s3.mkdir(lake_bucket)
-    _upload(s3, samples_dir, cams, {"cam1/carphone.mp4": "carphone_pristine.mp4"})
+    cams, lake_bucket = _buckets(s3, samples_dir, {"cam1/carphone.mp4": "carphone_pristine.mp4"})
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # the run's environment has no keys: the block has them
         monkeypatch.delenv(key)
     Secret(value={"key": ACCESS_KEY, "secret": SECRET}).save(f"{s3.prefix}-storage", overwrite=True)
