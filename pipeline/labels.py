@@ -192,7 +192,7 @@ def lake_config(con: duckdb.DuckDBPyConnection, video_ids: set[str], config_hash
     found = con.execute(
         "SELECT v.config_hash, count(DISTINCT v.video_id) AS n, max(r.finished_at) AS last, any_value(r.config) AS config "
         "FROM videos v LEFT JOIN runs r ON r.run_id = v.run_id "
-        "WHERE v.status = 'ok' AND list_contains(?, v.video_id) GROUP BY 1 ORDER BY last DESC NULLS LAST, 1",
+        "WHERE v.status = 'ok' AND v.video_id IN (SELECT unnest(?)) GROUP BY 1 ORDER BY last DESC NULLS LAST, 1",
         [sorted(video_ids)],
     ).fetchall()
     covering = [r for r in found if r[1] == len(video_ids)]

@@ -617,16 +617,27 @@ class Lake:
             partition_by=PARTITION_BY[name] or None, schema_mode="merge", writer_properties=props))
 
     def record_paths(self, sources: Iterable[Any]) -> None:
-        """Videos found at a new path (a moved or copied archive): their ``videos`` rows get the new ``uri``."""
-        sources = list(sources)
-        if not sources:
+        """Videos found at a new path (a moved or copied archive): their ``videos`` rows get the new ``uri``.
+
+        The rows are rewritten through ``write`` like every other change, not with a Delta MERGE:
+        delta-rs's merge writes string columns as ``string_view``, and a pyarrow scan of such a file
+        fails on any filter DuckDB pushes down with a bound parameter (``video_id = ?``).
+        """
+        import pyarrow.compute as pc
+
+        moved = {s.video_id: s for s in sources}
+        if not moved:
             return
-        found = pa.table({"video_id": [s.video_id for s in sources], "uri": [s.uri for s in sources],
-                          "size_bytes": pa.array([s.size_bytes for s in sources], pa.int64()),
-                          "source_version": [s.version for s in sources]})
-        self.transact("videos", f"the new paths of {len(sources)} video(s)", lambda dt: dt.merge(
-            found, predicate="t.video_id = s.video_id", source_alias="s", target_alias="t",
-        ).when_matched_update({"uri": "s.uri", "size_bytes": "s.size_bytes", "source_version": "s.source_version"}).execute())
+
+        def updated() -> pa.Table:
+            rows = self.read("videos", filter=pc.field("video_id").isin(list(moved))).to_pylist()
+            for row in rows:
+                source = moved[row["video_id"]]
+                row.update(uri=source.uri, size_bytes=source.size_bytes, source_version=source.version)
+            return self.rows("videos", rows)
+
+        ids = ", ".join(sql_literal(v) for v in sorted(moved))
+        self.write("videos", updated, f"video_id IN ({ids})", f"the new paths of {len(moved)} video(s)")
 
     def rows(self, name: str, rows: list[dict[str, Any]]) -> pa.Table:
         """Row dicts as a table of the Delta table's schema (missing keys are null)."""

@@ -224,3 +224,21 @@ def test_runs_recorded_before_the_motion_gate_read_null_for_its_columns(tmp_path
     rows = {r["run_id"]: (r["frames_detected"], r["detector_fraction"])
             for r in lake.sql("SELECT run_id, frames_detected, detector_fraction FROM runs").to_pylist()}
     assert rows == {"before": (None, None), "after": (4, 0.4)}
+
+
+def test_videos_found_at_a_new_path_get_it_and_the_lake_still_answers_bound_parameters(tmp_path):
+    from types import SimpleNamespace
+
+    from videolake.pipeline.labels import lake_config
+
+    lake = publish_video(tmp_path, "v", detections=[_det(0, 1)], video={"uri": "/old/v.mp4", "size_bytes": 10})
+    publish_video(lake, "w", detections=[_det(0, 1)], video={"uri": "/old/w.mp4", "size_bytes": 20})
+    lake.record_paths([SimpleNamespace(video_id="v", uri="/new/v.mp4", size_bytes=10, version="2")])
+    assert lake.sql("SELECT video_id, uri FROM videos ORDER BY 1").to_pylist() == [
+        {"video_id": "v", "uri": "/new/v.mp4"}, {"video_id": "w", "uri": "/old/w.mp4"}]
+    for path in lake.table("videos").file_uris():  # written as every other file: no string_view columns
+        assert not any(pa.types.is_string_view(f.type) for f in pq.read_schema(path))
+    # What labels and render ask: filters with bound parameters, pushed down into the scan.
+    con = lake.connect()
+    assert lake_config(con, {"v", "w"}).config_hash == "h"
+    assert con.execute("SELECT uri FROM videos WHERE video_id = ? AND config_hash = ?", ["v", "h"]).fetchall() == [("/new/v.mp4",)]
