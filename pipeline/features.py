@@ -36,6 +36,7 @@ _MIN_POSE_CONFIDENCE = 0.4  # the pose model's own confidence that the skeleton 
 _MAX_REL = 4.0               # normalised joint positions are clipped to +-4 body scales
 _MAX_DT_S = 2.0
 _MAX_RATE = 20.0
+_MIN_NET_S = 0.4             # net displacement is measured over at least this long
 
 FEATURE_NAMES = (
     "pose_ok",                                   # 1 when the frame has a usable skeleton
@@ -55,6 +56,8 @@ FEATURE_NAMES = (
     "dtorso_per_s",                              # torso angle rate, radians per second
     "dhip_above_ankles_per_s", "dankle_spread_per_s",
     "dt_s",                                      # seconds since the previous detection (0 for the first)
+    "net_speed_bh_per_s",                        # box centre's displacement since the first row / elapsed time, box heights per second
+    "camera_speed",                              # the camera's own motion: its shift in frame heights plus its log zoom, per second
 )
 N_FEATURES = len(FEATURE_NAMES)
 _I = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -168,6 +171,15 @@ def track_features(
         for name, values in rates.items():
             out[1:, _I[name]] = np.clip(values, -_MAX_RATE, _MAX_RATE)
         out[1:, _I["dt_s"]] = np.minimum(dt, _MAX_DT_S)
+        # Displacement over the whole series so far: frame-to-frame rates of a still person are mostly the box's
+        # jitter, their sum over a second or more is not.
+        elapsed = t_s[1:] - t_s[0]
+        shift = np.hypot(*(centre[1:] - centre[0]).T) / np.cumsum(h_mid) * np.arange(1, n)
+        out[1:, _I["net_speed_bh_per_s"]] = np.where(elapsed >= _MIN_NET_S, np.clip(shift / np.maximum(elapsed, 1e-3), 0, _MAX_RATE), 0.0)
+        if camera is not None:
+            cam = np.asarray(camera, np.float64)
+            moved = np.hypot(*np.diff(cam[:, 1:], axis=0).T) / frame_height + np.abs(np.diff(np.log(np.maximum(cam[:, 0], 1e-3))))
+            out[1:, _I["camera_speed"]] = np.clip(moved / dt, 0, _MAX_RATE)
     return out
 
 

@@ -205,7 +205,8 @@ def synthetic_card_markdown(card: dict) -> str:
         " analysed frame (`pipeline/features.py`): the 17 COCO keypoints of the person (top-down `yolo11n-pose` on the"
         " detector's box) relative to the hips in torso lengths, torso angle, hip and knee angles, hip height above the"
         " ankles, ankle spread, box shape, detector and pose confidences, and their rates (hip velocity in body scales"
-        " per second, box velocity in box heights per second, torso rotation, leg swing).",
+        " per second, box velocity in box heights per second, torso rotation, leg swing), the box's net displacement"
+        " since the window's first frame, and the camera's own motion.",
         "- Evidence rules (`pipeline/clips.py`, applied before the model): a tracked box whose frames mostly show no"
         " person to the pose model (no plausible skeleton, pose confidence under 0.7) gets no row; fewer than 4"
         " detections, or fewer than 4 (or under half) frames with a usable skeleton, give `unknown` without a guess;"
@@ -244,6 +245,8 @@ def synthetic_card_markdown(card: dict) -> str:
             real["table"],
             "```",
             "",
+            *(["Per video (segments pooled), and for the videos scored in segments, by a model that saw no label of that video at all:",
+               "", "```", real["per_video"], real.get("whole_video_out", ""), "```", ""] if real.get("per_video") else []),
             real.get("notes", ""),
         ]
     else:

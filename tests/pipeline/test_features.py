@@ -50,6 +50,28 @@ def test_velocity_is_in_box_heights_per_second_whatever_the_frame_rate():
         assert f[1:, IDX["dt_s"]] == pytest.approx(1 / fps)
 
 
+def test_a_still_persons_jitter_cancels_in_the_net_speed_a_walkers_does_not():
+    rng = np.random.default_rng(0)
+    t, still = _moving_box(n=17, fps=8.0, speed_px_s=0.0, h=100.0)
+    still = still + rng.normal(0, 4.0, still.shape)  # a detector's box: a few pixels of noise each frame
+    f = track_features(t, still, np.full(len(t), 0.9), None, None, 640, 480)
+    assert f[1:, IDX["speed_bh_per_s"]].mean() > 0.3  # frame to frame, noise reads as motion ...
+    assert f[-1, IDX["net_speed_bh_per_s"]] < 0.08    # ... over the window it cancels
+    t, walker = _moving_box(n=17, fps=8.0, speed_px_s=60.0, h=100.0)
+    f = track_features(t, walker + rng.normal(0, 4.0, walker.shape), np.full(len(t), 0.9), None, None, 640, 480)
+    assert f[-1, IDX["net_speed_bh_per_s"]] == pytest.approx(0.6, abs=0.08)
+    assert np.all(f[1:4, IDX["net_speed_bh_per_s"]] == 0)  # under 0.4 s: not measured yet
+
+
+def test_a_pan_reads_as_camera_speed_not_as_the_persons_motion():
+    t, xyxy = _moving_box(n=9, fps=8.0, speed_px_s=-96.0, h=100.0)  # a still person drifting left in the image ...
+    camera = np.column_stack([np.ones(len(t)), -96.0 * t, np.zeros(len(t))])  # ... because the camera pans right
+    f = track_features(t, xyxy, np.full(len(t), 0.9), None, None, 640, 480, camera)
+    assert f[1:, IDX["camera_speed"]] == pytest.approx(96.0 / 480, rel=1e-3)
+    assert f[-1, IDX["net_speed_bh_per_s"]] == pytest.approx(0.0, abs=1e-6)
+    assert np.all(track_features(t, xyxy, np.full(len(t), 0.9), None, None, 640, 480)[:, IDX["camera_speed"]] == 0)
+
+
 def test_box_only_features_leave_every_pose_feature_zero():
     t, xyxy = _moving_box()
     f = track_features(t, xyxy, np.full(len(t), 0.8), None, None, 640, 480)
@@ -121,7 +143,8 @@ def test_window_features_carry_rates_from_the_previous_window():
     alone = window_features(track.take(np.arange(3, 6)), None)
     carried = window_features(track.take(np.arange(3, 6)), track.take(np.array([2])))
     assert alone[0, IDX["vx_bh_per_s"]] == 0 and carried[0, IDX["vx_bh_per_s"]] == pytest.approx(1.0)
-    np.testing.assert_allclose(carried, track.features()[3:])
+    rates = [i for n, i in IDX.items() if n != "net_speed_bh_per_s"]  # the net speed is the window's own, from its first row
+    np.testing.assert_allclose(carried[:, rates], track.features()[3:, rates])
 
 
 def test_gaps_show_in_dt_and_rates_stay_finite():
