@@ -79,7 +79,10 @@ class ActionModel:
             classes = json.loads(meta["classes"])
             features = json.loads(meta.get("features", json.dumps(list(FEATURE_NAMES))))
             if list(features) != list(FEATURE_NAMES):
-                raise ModelError(f"{path}: model was trained on features {features}, this version computes {list(FEATURE_NAMES)}")
+                new, gone = sorted(set(FEATURE_NAMES) - set(features)), sorted(set(features) - set(FEATURE_NAMES))
+                raise ModelError(f"{path}: model was trained on {len(features)} features, this version computes {len(FEATURE_NAMES)}"
+                                 f" (new: {', '.join(new) or 'none'}; gone: {', '.join(gone) or 'none'}); train it again on"
+                                 " its labels with videolake train-actions")
             net = ActionLSTM(
                 hidden_size=int(meta.get("hidden_size", 64)), num_layers=int(meta.get("num_layers", 1)), n_classes=len(classes)
             )

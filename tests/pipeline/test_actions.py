@@ -39,6 +39,19 @@ def test_save_and_load_round_trip_through_safetensors(tmp_path):
     assert path.read_bytes()[:8] != b"\x80\x04\x95"[:8]  # not a pickle
 
 
+def test_a_model_trained_on_other_features_is_refused_in_one_line_naming_them(tmp_path):
+    from videolake.pipeline.features import FEATURE_NAMES
+
+    older = list(FEATURE_NAMES[:-2])  # a model from before the net speed and camera motion features
+    path = tmp_path / "old.safetensors"
+    ActionModel(ActionLSTM(hidden_size=8, n_classes=2), ["a", "b"], {}).save(path, {"features": json.dumps(older)})
+    with pytest.raises(ModelError) as refused:
+        ActionModel.load(path)
+    message = str(refused.value)
+    assert "\n" not in message and f"trained on {len(older)} features" in message and "train-actions" in message
+    assert f"new: {', '.join(sorted(FEATURE_NAMES[-2:]))}; gone: none" in message
+
+
 @pytest.mark.parametrize("content", [b"", b"not safetensors at all", b"\x80\x04\x95pickle"])
 def test_a_bad_weights_file_is_a_model_error(tmp_path, content):
     path = tmp_path / "bad.safetensors"
