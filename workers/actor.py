@@ -10,7 +10,7 @@ import importlib
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ray
 
@@ -42,6 +42,7 @@ class VideoToFinalize:
     wall_s: float
     shard_rows: list[dict]  # its rows of the ``shards`` table
     time_pattern: str | None
+    results: dict[int, ShardResult] = field(default_factory=dict)  # of the shards this run committed, by index
 
 
 @ray.remote(num_cpus=0)
@@ -103,7 +104,7 @@ class VideoWorker:
         """Stitch the video's track ids: its summary line and the commit that publishes it (``publish``
         publishes many at once; ``None``: another run published the video meanwhile)."""
         return prepare_video(self._lake(video.lake), video.config_hash, video.run_id, video.source, video.info,
-                             video.shards, video.failures, video.wall_s, video.shard_rows, video.time_pattern)
+                             video.shards, video.failures, video.wall_s, video.shard_rows, video.time_pattern, video.results)
 
     def publish(self, lake: str, commits: list[VideoCommit]) -> None:
         """Publish finished videos: their rows of ``detections``, ``clips``, ``shards`` and ``videos``, one
