@@ -340,7 +340,9 @@ class ParquetSink:
         self._tmp = storage.tmp_path_for(self.path)
         for attempt in range(3):
             try:
-                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+                # Snappy (Parquet's default), not zstd: a staged file lives until its video is published,
+                # and zstd's set-up was a third of a small file's write.
+                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="snappy")
                 return
             except FileNotFoundError:
                 # Local: another writer's clean-up removed the folder it found empty between our
