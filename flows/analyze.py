@@ -223,7 +223,11 @@ class _FanOut:
                                      or time.perf_counter() - self.unpublished_since >= _PUBLISH_EVERY_S):
                 self._publish(self.unpublished, attempt=1)
                 self.unpublished = []
-            self.progress.update(self.summary.videos_ok + self.summary.videos_failed, self.pool.frames_done)
+            self.progress.update(self.summary.videos_ok + self.summary.videos_failed, self._frames_done)
+
+    def _frames_done(self) -> int:
+        """Frames analysed so far: the workers' count (sent every half second), at least the finished shards'."""
+        return max(self.pool.frames_done(), self.summary.frames_processed)
 
     def _top_up(self) -> None:
         window = self.pool.max_in_flight
