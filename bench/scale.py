@@ -6,8 +6,9 @@ Runs ``flows.analyze.analyze`` on a real Prefect server (started here, its own d
 local Ray (started here, its own temp dir), over ``--videos`` copies of one tiny real video of
 ``--shards-per-video`` 2-second shards, each made distinct by a trailing MP4 ``free`` box (the lake
 knows a video by its content: identical copies would be one video). The Ray workers run ``StubAnalyzer`` (chosen through
-``VIDEOLAKE_ANALYZER``): no models, each shard stages a one-row ``detections`` file, an empty
-``clips`` file and its ``ledger`` row, so everything but inference is the product's own path:
+``VIDEOLAKE_ANALYZER``): no models, each shard stages a one-row ``detections`` file, no clips (a
+table without rows stages no file, as in a real shard) and its ``ledger`` row (``commit_shard``, as a
+real shard), so everything but inference is the product's own path:
 listing, triage, probing, sharding, the pool, the fan-out, stitching and publishing each video
 (its Delta commits on a worker), the ``runs`` row and the compaction.
 
@@ -35,7 +36,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from videolake.pipeline.analyze import ShardJob, ShardResult  # noqa: E402
+from videolake.pipeline.analyze import ShardJob, ShardResult, commit_shard  # noqa: E402
 from videolake.pipeline.config import RunConfig  # noqa: E402
 from videolake.pipeline.lake import write_table  # noqa: E402
 from videolake.pipeline.shards import SHARD_TRACK_STRIDE  # noqa: E402
@@ -45,15 +46,14 @@ VIDEO_FPS = 4
 
 
 class StubAnalyzer:
-    """The benchmark's analyzer: no model; one detection, no clip and the ledger row per shard (``VIDEOLAKE_ANALYZER``)."""
+    """The benchmark's analyzer: no model; one detection, no clip and the ledger row per shard (``VIDEOLAKE_ANALYZER``),
+    staged through the same sinks and ``commit_shard`` as a real shard."""
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.detector = SimpleNamespace(device="cpu", runtime="stub", names={0: "person"})
 
     def analyze(self, job: ShardJob, progress=None) -> ShardResult:  # noqa: ANN001 - the actor's progress callback
-        from datetime import datetime, timezone
-
         started = time.perf_counter()
         shard = job.shard
         t_s = shard.t_start_s
@@ -63,17 +63,13 @@ class StubAnalyzer:
             "class_id": 0, "class_name": "person", "confidence": 0.9, "x1": 1.0, "y1": 1.0, "x2": 9.0, "y2": 9.0,
             "run_id": job.run_id,
         }])
-        write_table(job.path("clips"), "clips", [])
-        write_table(job.path("ledger"), "ledger", [{
-            "video_id": job.video_id, "content_key": job.content_key, "shard_index": shard.index,
-            "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
-            "frames_analyzed": 1, "n_detections": 1, "n_clips": 0, "clips_by_action": "{}", "warning": None,
-            "run_id": job.run_id, "committed_at": datetime.now(timezone.utc),
-        }])
+        write_table(job.path("clips"), "clips", [])  # as a real shard's sinks: a table without rows stages no file
+        result = ShardResult(job.video_id, shard.index, "ok", frames_analyzed=1, n_detections=1)
+        commit_shard(job, result)  # the ledger row, as a real shard commits
         if progress is not None:
             progress(1)
-        return ShardResult(job.video_id, shard.index, "ok", frames_analyzed=1, n_detections=1,
-                           wall_s=time.perf_counter() - started)
+        result.wall_s = time.perf_counter() - started
+        return result
 
 
 def make_video(path: Path, seconds: float) -> Path:

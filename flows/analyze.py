@@ -167,6 +167,7 @@ class _Video:
     left: int = 0  # shards sent and not back yet
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)  # shard index → (error kind, message)
     records: list[dict] = field(default_factory=list)  # its rows of the ``shards`` table
+    results: dict[int, ShardResult] = field(default_factory=dict)  # of its shards this run committed, by index
 
 
 def _fatal(exc: BaseException) -> bool:
@@ -222,7 +223,11 @@ class _FanOut:
                                      or time.perf_counter() - self.unpublished_since >= _PUBLISH_EVERY_S):
                 self._publish(self.unpublished, attempt=1)
                 self.unpublished = []
-            self.progress.update(self.summary.videos_ok + self.summary.videos_failed, self.pool.frames_done)
+            self.progress.update(self.summary.videos_ok + self.summary.videos_failed, self._frames_done)
+
+    def _frames_done(self) -> int:
+        """Frames analysed so far: the workers' count (sent every half second), at least the finished shards'."""
+        return max(self.pool.frames_done(), self.summary.frames_processed)
 
     def _top_up(self) -> None:
         window = self.pool.max_in_flight
@@ -289,6 +294,7 @@ class _FanOut:
             self.summary.add_shard(result)
             result.attempts = attempt
             video.records.append(_record(video, shard, "ok", self.run_id, result))
+            video.results[shard.index] = result
         else:
             if result is not None:
                 kind, message = result.error_kind or "internal", result.error or "failed"
@@ -306,7 +312,7 @@ class _FanOut:
 
         future = self.pool.submit_finalize(VideoToFinalize(
             self.lake.url, self.config_hash, self.run_id, video.source, video.info, video.shards, video.failures,
-            time.perf_counter() - video.started, video.records, self.cfg.time_pattern))
+            time.perf_counter() - video.started, video.records, self.cfg.time_pattern, video.results))
         self.in_flight[future] = partial(self._finalized, video, attempt)
 
     def _finalized(self, video: _Video, attempt: int, future: Future) -> None:

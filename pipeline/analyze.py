@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # torch loads only where a model runs (the Ray actor), not in
     from videolake.pipeline.pose import PoseEstimator
 
 __all__ = ["ShardJob", "ShardResult", "VideoAnalyzer", "VideoResult", "prefetch", "error_kind", "load_pose", "load_analyzer",
-           "analyze_video"]
+           "analyze_video", "commit_shard", "ledger_counts"]
 
 T = TypeVar("T")
 
@@ -83,6 +83,7 @@ class ShardResult:
     attempts: int = 1
     features: str | None = None  # what the actions saw: "pose" (keypoints) or "box" (boxes only)
     frames_detected: int = 0  # of frames_analyzed, those the detector saw (the others carried: pipeline/gating.py)
+    committed_at: datetime | None = None  # when its ledger row was written (``commit_shard``)
 
 
 def load_analyzer(config: RunConfig, detector_path: str, actions_path: str, threads: int | None = None,
@@ -253,16 +254,28 @@ class VideoAnalyzer:
             n_detections=n_detections, n_clips=sum(clip_counts.values()), clips_by_action=dict(clip_counts),
             features=self.features, frames_detected=frames_detected,
         )
-        if sinks is not None:
-            return result
-        write_table(job.path("ledger"), "ledger", [{
-            "video_id": job.video_id, "content_key": job.content_key, "shard_index": shard.index,
-            "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
-            "frames_analyzed": frames_owned, "n_detections": n_detections, "n_clips": result.n_clips,
-            "clips_by_action": json.dumps(result.clips_by_action, sort_keys=True), "warning": result.warning,
-            "run_id": job.run_id, "committed_at": datetime.now(timezone.utc),
-        }])
+        if sinks is None:
+            commit_shard(job, result)
         return result
+
+
+def commit_shard(job: ShardJob, result: ShardResult) -> None:
+    """Write the shard's ledger row, after its data files: the shard is committed once it exists. Its
+    counts say which data files it staged (a table with no rows has none)."""
+    shard = job.shard
+    result.committed_at = datetime.now(timezone.utc)
+    write_table(job.path("ledger"), "ledger", [{
+        "video_id": job.video_id, "content_key": job.content_key,
+        "t_start_s": shard.t_start_s, "t_end_s": None if shard.t_end_s == float("inf") else shard.t_end_s,
+        "run_id": job.run_id, **ledger_counts(result),
+    }])
+
+
+def ledger_counts(result: ShardResult) -> dict:
+    """What a committed shard's ledger row says of it: its index, frames, rows staged, warning, commit time."""
+    return {"shard_index": result.shard_index, "frames_analyzed": result.frames_analyzed, "n_detections": result.n_detections,
+            "n_clips": result.n_clips, "clips_by_action": json.dumps(result.clips_by_action, sort_keys=True),
+            "warning": result.warning, "committed_at": result.committed_at}
 
 
 def _batched(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:

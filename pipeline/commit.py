@@ -4,7 +4,8 @@
 
 1. write the commit's intent, ``_staging/commits/<config_hash>/<video_id>.json`` (the ``videos``
    row, the ``shards`` rows, the stitched track map and the shard keys);
-2. ``detections`` and ``clips``: the staged rows of every shard, copied column by column as
+2. ``detections`` and ``clips``: the staged rows of every shard (a shard stages no file of a table
+   it has no rows of: ``staged_rows``), copied column by column as
    ``SCHEMAS`` lists them (a column a staged file lacks is null), with the stitched
    ``track_id``, the shard's own id as ``raw_track_id``, ``camera_id``, the wall-clock ``ts``
    and ``config_hash`` added; one Delta transaction per table that replaces the video's rows;
@@ -53,6 +54,9 @@ class VideoCommit:
     shard_keys: list[str] = field(default_factory=list)          # staged shards to publish (none when failed)
     track_map: dict[int, int] = field(default_factory=dict)      # raw track id -> the video's track id
     written_at: float = 0.0                                      # when the intent was written (epoch seconds)
+    # Rows each shard staged, by table (``detections``, ``clips``), in the order of ``shard_keys``: a shard
+    # with none staged no file. A table left out, or ``None`` for a shard: its file is expected.
+    staged_rows: dict[str, list[int | None]] = field(default_factory=dict)
 
     @property
     def video_id(self) -> str:
@@ -195,9 +199,11 @@ def is_committed(lake: Lake, config_hash: str, video_id: str, run_id: str | None
 
 
 def _published(lake: Lake, commit: VideoCommit, table: str) -> pa.RecordBatchReader:
-    """The video's staged rows of ``table``, shard by shard, as the Delta table's rows (streamed)."""
+    """The video's staged rows of ``table``, shard by shard, as the Delta table's rows (streamed). A
+    staged file the commit counts rows in and that is missing was removed by another writer: ``LakeError``."""
+    rows = commit.staged_rows.get(table) or [None] * len(commit.shard_keys)
     urls = [table_path(lake.url, table, config_hash=commit.config_hash, video_id=commit.video_id,
-                       content_key=commit.content_key, shard_key=key) for key in commit.shard_keys]
+                       content_key=commit.content_key, shard_key=key) for key, n in zip(commit.shard_keys, rows) if n != 0]
     missing = [u for u in urls if not storage.exists(u)]
     if missing:
         raise LakeError(f"staged file {missing[0]} is missing")

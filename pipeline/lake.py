@@ -7,6 +7,7 @@ Layout (``LAKE`` is a folder or a bucket URL, ``s3://bucket/prefix``)::
     LAKE/{runs,shards}/                          Delta tables
     LAKE/_staging/<table>/config_hash=<h>/<video_id>/<content_key>-<shard>.parquet
                                                  detections, clips, overlaps, ledger: one file per shard
+                                                 (a table the shard has no rows of: no file)
     LAKE/_staging/commits/<config_hash>/<video_id>.json   a video commit in progress
 
 Workers write a shard's staging files under a temporary name and rename them into place
@@ -286,7 +287,8 @@ def check_writable(lake: str | os.PathLike[str]) -> None:
 
 
 class ParquetSink:
-    """Streams rows of one table into one Parquet file; the file appears only on ``close``.
+    """Streams rows of one table into one Parquet file; the file appears only on ``close``, and only
+    when rows were written (a shard's ledger row says how many rows each staged table has).
 
     Use as a context manager: on an exception the temporary file is removed and nothing
     appears at ``path``.
@@ -299,7 +301,7 @@ class ParquetSink:
         self.rows_written = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._tmp = storage.tmp_path_for(self.path)
+        self._tmp: str | None = None  # named when the first rows are written: an empty sink touches nothing
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> ParquetSink:
@@ -335,9 +337,12 @@ class ParquetSink:
         self._pending, self._pending_rows = [], 0
 
     def _open(self) -> None:
+        self._tmp = storage.tmp_path_for(self.path)
         for attempt in range(3):
             try:
-                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+                # Snappy (Parquet's default), not zstd: a staged file lives until its video is published,
+                # and zstd's set-up was a third of a small file's write.
+                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="snappy")
                 return
             except FileNotFoundError:
                 # Local: another writer's clean-up removed the folder it found empty between our
@@ -351,8 +356,8 @@ class ParquetSink:
     def close(self) -> None:
         try:
             self._flush()
-            if self._writer is None:  # no rows: still write an empty file so the video's output is explicit
-                self._open()
+            if self._writer is None:  # no rows: no file (one write fewer per empty table of a shard)
+                return
             self._writer.close()
             storage.put_file(self._tmp, self.path)
         finally:
@@ -365,8 +370,9 @@ class ParquetSink:
         self._remove_tmp()
 
     def _remove_tmp(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
 
 
 def _arrow_table(schema: pa.Schema, columns: dict[str, Any]) -> pa.Table:
@@ -398,7 +404,7 @@ class MemorySink:
 
 
 def write_table(path: str | os.PathLike[str], table: str, rows: list[dict[str, Any]]) -> str:
-    """Write a small table from row dicts atomically."""
+    """Write a small table from row dicts atomically (no rows: no file)."""
     columns = {f.name: [row.get(f.name) for row in rows] for f in SCHEMAS[table]}
     with ParquetSink(path, table) as sink:
         sink.write(columns)

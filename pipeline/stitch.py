@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from videolake.pipeline import storage
+from videolake.pipeline.analyze import ShardResult, ledger_counts
 from videolake.pipeline.commit import VideoCommit, is_committed, publish
 from videolake.pipeline.decode import VideoInfo
 from videolake.pipeline.lake import Lake, table_path
@@ -161,22 +162,20 @@ def finalize_video(
 def prepare_video(
     lake: Lake, config_hash: str, run_id: str, source: VideoSource, info: VideoInfo, shards: list[Shard],
     failures: dict[int, tuple[str, str]], wall_s: float, shard_rows: list[dict] | None = None,
-    time_pattern: str | None = DEFAULT_TIME_PATTERN,
+    time_pattern: str | None = DEFAULT_TIME_PATTERN, results: dict[int, ShardResult] | None = None,
 ) -> tuple[VideoOutcome, VideoCommit | None]:
     """Stitch the video's track ids (when every shard committed): its summary line, and the commit that
     publishes it (``lake.commit_video``, or many at once with ``lake.commit_videos``); ``None`` when
     another run published the same video meanwhile.
 
     ``failures`` maps shard index → (error kind, message) for shards that did not commit;
-    ``shard_rows`` are the run's rows of the ``shards`` table for this video.
+    ``shard_rows`` are the run's rows of the ``shards`` table for this video; ``results`` the results of
+    the shards this run committed, by index (their ledger rows are not read again, only found).
     """
     video_id, content_key = source.video_id, source.content_key
     keys = [s.key() for s in shards]
-    ledger = [_read(table_path(lake.url, "ledger", config_hash=config_hash, video_id=video_id, content_key=content_key,
-                               shard_key=key), ["shard_index", "frames_analyzed", "n_detections", "clips_by_action", "warning",
-                                                "committed_at"])
-              for key in keys]
-    committed = [t.to_pylist()[0] for t in ledger if t is not None and t.num_rows]
+    committed = [row for row in (_ledger_row(lake.url, config_hash, source, shard, (results or {}).get(shard.index))
+                                 for shard in shards) if row is not None]
     clips: Counter[str] = Counter()
     for row in committed:
         clips.update(json.loads(row["clips_by_action"] or "{}"))
@@ -217,8 +216,28 @@ def prepare_video(
         "size_bytes": source.size_bytes, "source_version": source.version, "config_hash": config_hash,
     }, shards=[{**row, "config_hash": config_hash, "committed_at": committed_at.get(row["shard_index"])}
                for row in shard_rows or []], shard_keys=[] if failures else keys,
+        staged_rows={} if failures else _staged_rows(committed, shards),
         track_map=mapping)
     return VideoOutcome(video_id, info.uri, status, error, frames, detections, n_tracks, dict(clips), episodes), commit
+
+
+def _ledger_row(lake: str, config_hash: str, source: VideoSource, shard: Shard, result: ShardResult | None) -> dict | None:
+    """The shard's ledger row (``None``: not committed, or its staged files removed by another run): from
+    ``result`` when this run committed it and its ledger file is still there, else read from that file."""
+    url = table_path(lake, "ledger", config_hash=config_hash, video_id=source.video_id, content_key=source.content_key,
+                     shard_key=shard.key())
+    if result is not None and result.committed_at is not None:
+        return ledger_counts(result) if storage.exists(url) else None
+    table = _read(url, ["shard_index", "frames_analyzed", "n_detections", "n_clips", "clips_by_action", "warning", "committed_at"])
+    return table.to_pylist()[0] if table is not None and table.num_rows else None
+
+
+def _staged_rows(committed: list[dict], shards: list[Shard]) -> dict[str, list[int | None]]:
+    """Rows each shard staged of ``detections`` and ``clips``, from its ledger row (``None``: no ledger row,
+    its files are expected)."""
+    by_index = {r["shard_index"]: r for r in committed}
+    rows = [by_index.get(s.index, {}) for s in shards]
+    return {"detections": [r.get("n_detections") for r in rows], "clips": [r.get("n_clips") for r in rows]}
 
 
 def alert_episodes(clips: pa.Table, uri: str) -> list[ActionEpisode]:

@@ -173,12 +173,16 @@ def arrow_fs(url: str) -> tuple[Any, str]:
 
 
 def read_parquet(url: str, columns: list[str] | None = None) -> Any:
-    """One Parquet file as an Arrow table; ``None`` when it does not exist."""
+    """One Parquet file as an Arrow table; ``None`` when it does not exist.
+
+    ``ParquetFile``, not ``read_table``: no dataset is built for one file (a staged shard file is read
+    in a third of the time)."""
     fs, path = arrow_fs(url)
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path, columns=columns, filesystem=fs)
+        with pq.ParquetFile(path, filesystem=fs) as f:
+            return f.read(columns=columns)
     except FileNotFoundError:
         return None
 

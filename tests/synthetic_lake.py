@@ -127,16 +127,20 @@ def stage_video(
     indices = sorted({int(r.get("shard_index") or 0) for r in [*detections, *clips]} | set(shards or ()) or {0})
     row = {"video_id": video_id, "content_key": content_key, "status": "ok", "run_id": run_id, "config_hash": config_hash,
            "finished_at": datetime.now(timezone.utc), **(video or {})}
-    keys = []
+    keys, staged_rows = [], {"detections": [], "clips": []}
     for index in indices:
         kw = dict(config_hash=config_hash, video_id=video_id, content_key=content_key, shard_key=f"s{index:05d}")
         base = {"video_id": video_id, "content_key": content_key, "shard_index": index, "run_id": run_id}
-        write_table(table_path(lake.url, "detections", **kw), "detections",
-                    [{**base, **d} for d in detections if int(d.get("shard_index") or 0) == index])
-        write_table(table_path(lake.url, "clips", **kw), "clips", [{**base, **c} for c in clips if int(c.get("shard_index") or 0) == index])
-        write_table(table_path(lake.url, "ledger", **kw), "ledger", [base])
+        for table, rows in (("detections", detections), ("clips", clips)):
+            staged = [{**base, **r} for r in rows if int(r.get("shard_index") or 0) == index]
+            write_table(table_path(lake.url, table, **kw), table, staged)  # none: no file, as a shard stages
+            staged_rows[table].append(len(staged))
+        write_table(table_path(lake.url, "ledger", **kw), "ledger",
+                    [{**base, "n_detections": staged_rows["detections"][-1], "n_clips": staged_rows["clips"][-1]}])
         keys.append(kw["shard_key"])
-    return VideoCommit(config_hash, run_id, row, shard_keys=keys if row["status"] == "ok" else [], track_map=dict(track_map or {}))
+    ok = row["status"] == "ok"
+    return VideoCommit(config_hash, run_id, row, shard_keys=keys if ok else [], track_map=dict(track_map or {}),
+                       staged_rows=staged_rows if ok else {})
 
 
 def write_sharded_video(lake, video_id: str, n_shards: int, frames_per_shard: int = 10) -> Lake:

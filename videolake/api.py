@@ -15,12 +15,14 @@ import json
 import os
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from videolake.pipeline.analyze import VideoResult
 from videolake.pipeline.config import RunConfig, load_config_file
+from videolake.pipeline.sources import Identities
 from videolake.pipeline.runs import RunSummary
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ def analyze(
     if work.todo:
         from videolake.flows.analyze import run_analysis
 
+        # The flow lists the sources again: this listing is not kept beside it for the whole run.
+        plan, work = replace(plan, sources=[], known=Identities()), None
         return run_analysis(plan, sources, show_progress=show_progress, retry_failed=retry_failed)
     summary = RunSummary.start(str(uuid.uuid4()), plan, work)  # nothing new: recorded without Prefect or Ray
     summary.wall_s = time.perf_counter() - t0

@@ -10,7 +10,8 @@ import importlib
 import os
 import socket
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import ray
 
@@ -27,6 +28,9 @@ from videolake.workers.detectors import DetectorPool
 
 __all__ = ["VideoWorker", "ProgressCounter", "VideoToFinalize"]
 
+# A worker adds its frames to the progress counter at most this often.
+_PROGRESS_EVERY_S = 0.5
+
 
 @dataclass(frozen=True)
 class VideoToFinalize:
@@ -42,6 +46,7 @@ class VideoToFinalize:
     wall_s: float
     shard_rows: list[dict]  # its rows of the ``shards`` table
     time_pattern: str | None
+    results: dict[int, ShardResult] = field(default_factory=dict)  # of the shards this run committed, by index
 
 
 @ray.remote(num_cpus=0)
@@ -77,6 +82,7 @@ class VideoWorker:
         self.analyzer = _analyzer(self.config, detector_path, actions_path, max(1, num_threads))
         # Looked up by name: a handle passed as a constructor argument could be lost across restarts.
         self.progress = ray.get_actor(progress_name) if progress_name else None
+        self._unsent_frames, self._sent_at, self._sending = 0, 0.0, threading.Lock()
         context = ray.get_runtime_context()
         self.node_id = context.get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
@@ -90,7 +96,7 @@ class VideoWorker:
                 "device": detector.device, "runtime": detector.runtime, "classes": detector.names}
 
     def process(self, job: ShardJob) -> ShardResult:
-        report = (lambda n: self.progress.add.remote(n)) if self.progress is not None else None
+        report = self._report if self.progress is not None else None
         result = self.analyzer.analyze(job, progress=report)
         result.worker, result.node_id, result.node_ip, result.gpu_ids = self.name, self.node_id, self.node_ip, self.gpu_ids
         return result
@@ -103,7 +109,7 @@ class VideoWorker:
         """Stitch the video's track ids: its summary line and the commit that publishes it (``publish``
         publishes many at once; ``None``: another run published the video meanwhile)."""
         return prepare_video(self._lake(video.lake), video.config_hash, video.run_id, video.source, video.info,
-                             video.shards, video.failures, video.wall_s, video.shard_rows, video.time_pattern)
+                             video.shards, video.failures, video.wall_s, video.shard_rows, video.time_pattern, video.results)
 
     def publish(self, lake: str, commits: list[VideoCommit]) -> None:
         """Publish finished videos: their rows of ``detections``, ``clips``, ``shards`` and ``videos``, one
@@ -112,6 +118,17 @@ class VideoWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def _report(self, frames: int) -> None:
+        """Frames analysed, sent to the progress counter at most every ``_PROGRESS_EVERY_S`` (a call per
+        batch or shard cost the counter and this worker about a millisecond of CPU each); the rest goes
+        with the next report, and the flow's summary counts every frame anyway."""
+        with self._sending:
+            self._unsent_frames += frames
+            if time.monotonic() - self._sent_at < _PROGRESS_EVERY_S:
+                return
+            frames, self._unsent_frames, self._sent_at = self._unsent_frames, 0, time.monotonic()
+        self.progress.add.remote(frames)
 
     def _lake(self, url: str) -> Lake:
         """The lake at ``url``, opened once per thread: its Delta tables are then only brought up to date."""
