@@ -41,6 +41,7 @@ LABELS = ROOT / "bench" / "actions" / "labels.csv"
 MODEL = ROOT / "pipeline" / "models" / "actions_lstm.safetensors"
 # Videos scored as segments: other stretches of street (the camera travels), other people in front of the same camera.
 SEGMENT_S = {"street": 20.0, "vtest": 40.0}
+MEMBERS = 3              # LSTMs per model, answering with their mean probability (``ActionEnsemble``)
 REAL_REPEATS = 8         # each real clip counts this many times against the synthetic ones
 WRONG_COST = 2.0         # the threshold maximises correct - WRONG_COST * wrong (an abstention costs 0)
 THRESHOLDS = np.round(np.arange(0.0, 0.96, 0.05), 2)
@@ -112,7 +113,7 @@ def train(synthetic, val, real, epochs: int, seed: int = 0):  # noqa: ANN001, AN
 
     x = list(synthetic[0]) + list(real[0])
     y = np.concatenate([synthetic[1], real[1]]) if len(real[1]) else synthetic[1]
-    return train_action_model((x, y), val, ACTIONS, TrainConfig(epochs=epochs, seed=seed))
+    return train_action_model((x, y), val, ACTIONS, TrainConfig(epochs=epochs, seed=seed, members=MEMBERS))
 
 
 def written_at(model, data, rows: np.ndarray, threshold: float) -> list[str]:  # noqa: ANN001

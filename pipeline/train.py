@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videolake.pipeline.actions import ActionLSTM, ActionModel, pad_sequences
+from videolake.pipeline.actions import ActionEnsemble, ActionLSTM, ActionModel, pad_sequences
 
 __all__ = ["TrainConfig", "Evaluation", "train_action_model", "evaluate", "train_synthetic",
            "split_by_group", "sequences_sha256", "majority_baseline", "train_on_labels", "evaluate_on_labels"]
@@ -28,6 +28,7 @@ class TrainConfig:
     learning_rate: float = 3e-3
     patience_epochs: int = 5
     seed: int = 0
+    members: int = 1  # more: that many LSTMs from seeds seed, seed + 1, ..., answering with their mean (``ActionEnsemble``)
 
 
 @dataclass
@@ -72,7 +73,14 @@ def train_action_model(
     config: TrainConfig = TrainConfig(),
     log: Callable[[str], None] = lambda _: None,
 ) -> ActionModel:
-    """Adam with early stopping on validation accuracy; deterministic for a seed."""
+    """Adam with early stopping on validation accuracy; deterministic for a seed. With ``config.members`` > 1,
+    that many models from consecutive seeds, as one ``ActionEnsemble``."""
+    if config.members > 1:
+        members = []
+        for k in range(config.members):
+            one = replace(config, members=1, seed=config.seed + k)
+            members.append(train_action_model(train, val, classes, one, log=lambda line, k=k: log(f"member {k + 1}/{config.members}: {line}")).net)
+        return ActionModel(ActionEnsemble(members), classes)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train_x, train_y = train
@@ -124,6 +132,7 @@ def train_synthetic(
     epochs: int = 20,
     seed: int = 0,
     unknown_below: float = 0.0,
+    members: int = 1,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict:
     """Train the default action model on generated person tracks; write weights and a model card.
@@ -140,7 +149,7 @@ def train_synthetic(
     train = generate_features(n_train, seed * 1000 + SYNTHETIC_SEEDS["train"])
     val = generate_features(n_val, seed * 1000 + SYNTHETIC_SEEDS["val"])
     test = generate_features(n_test, seed * 1000 + SYNTHETIC_SEEDS["test"])
-    model = train_action_model(train, val, ACTIONS, TrainConfig(epochs=epochs, seed=seed), log=log)
+    model = train_action_model(train, val, ACTIONS, TrainConfig(epochs=epochs, seed=seed, members=members), log=log)
     card = synthetic_card(model, test, n_train, seed, unknown_below)
     write_model_and_card(model, card, out)
     log(card["test_table"])
@@ -166,7 +175,17 @@ def synthetic_card(model: ActionModel, test: tuple[Sequence[np.ndarray], np.ndar
         "per_class": {k: {m: round(v, 4) for m, v in d.items()} for k, d in result.per_class.items()},
         "confusion": result.confusion.tolist(),
         "unknown_below": unknown_below,
+        "members": len(model.net.members) if isinstance(model.net, ActionEnsemble) else 1,
+        "parameters": sum(p.numel() for p in model.net.parameters()),
     }
+
+
+def _architecture(members: int, parameters: int | None, hidden_size: int = 64) -> str:
+    one = f"feature normalisation → 1-layer LSTM ({hidden_size} hidden) → MLP head"
+    size = f"; {parameters / 1000:.0f}k parameters" if parameters else ""
+    if members == 1:
+        return one + size
+    return f"{members} such models ({one}), trained from consecutive seeds, answering with their mean probability{size}"
 
 
 def write_model_and_card(model: ActionModel, card: dict, out: str | os.PathLike[str], extra_metadata: dict | None = None) -> None:
@@ -200,7 +219,7 @@ def synthetic_card_markdown(card: dict) -> str:
         ]
     lines += [
         f"- Classes: {', '.join(card['classes'])}; plus `unknown` and no row, decided as described below.",
-        "- Architecture: feature normalisation → 1-layer LSTM (64 hidden) → MLP head; about 35k parameters.",
+        f"- Architecture: {_architecture(card.get('members', 1), card.get('parameters'))}.",
         f"- Input: one sequence per tracked person and clip window (2 s by default), {len(card['features'])} features per"
         " analysed frame (`pipeline/features.py`): the 17 COCO keypoints of the person (top-down `yolo11n-pose` on the"
         " detector's box) relative to the hips in torso lengths, torso angle, hip and knee angles, hip height above the"
@@ -351,6 +370,7 @@ def train_on_labels(
                  "per_class": {c: int((y == i).sum()) for i, c in enumerate(classes)}},
         "data_sha256": sequences_sha256(classes, y, sequences),
         "train_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "parameters": sum(p.numel() for p in model.net.parameters()),
         "val_accuracy": round(result.accuracy, 4),
         "majority_baseline": {"class": classes[majority], "val_accuracy": round(baseline, 4)},
         "per_class": {k: {m: round(v, 4) for m, v in d.items()} for k, d in result.per_class.items()},
@@ -371,7 +391,7 @@ def _labelled_card_markdown(card: dict, result: Evaluation, weights_name: str) -
     return f"""# Action model card: {weights_name}
 
 - Classes (from the labels): {', '.join(card['classes'])} (plus `unknown` and no row, by the same evidence rules as the default model)
-- Architecture: feature normalisation → LSTM ({card['train_config']['hidden_size']} hidden) → MLP head
+- Architecture: {_architecture(card['train_config'].get('members', 1), card.get('parameters'), card['train_config']['hidden_size'])}
 - Features per frame ({len(card['features'])}): {', '.join(card['features'])}, computed from the lake's detections
   by the same code as inference (`videolake.pipeline.features.window_features`, one sequence per track and clip window)
 - Labels: `{data.get('labels', '?')}` (sha256 {str(data.get('labels_sha256', ''))[:16]}), lake config {data.get('config_hash', '?')},

@@ -14,10 +14,11 @@ from videolake.pipeline.models import resolve_actions
 def one_action_model(path: Path, action: str) -> Path:
     """The embedded model, saved to ``path``, whose every classified clip is ``action`` (confidence ~1)."""
     model = ActionModel.load(resolve_actions("default").path)
-    last = model.net.head[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(-10.0)
-        last.bias[model.classes.index(action)] = 10.0
+    for net in getattr(model.net, "members", [model.net]):  # one LSTM, or each of an ensemble's
+        last = net.head[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.fill_(-10.0)
+            last.bias[model.classes.index(action)] = 10.0
     model.save(path, {"unknown_below": "0.0", "test_model": f"always {action}"})
     return path

@@ -265,16 +265,19 @@ def train_actions(
     n_train: int = typer.Option(20000, help="Synthetic training sequences."),
     epochs: int = typer.Option(20, help="Maximum epochs (early stopping on the validation split)."),
     seed: int = typer.Option(0, help="Random seed (training is reproducible for a seed)."),
+    members: int = typer.Option(3, help="LSTMs trained from consecutive seeds; the model answers with their mean probability."),
 ) -> None:
     """Train the action LSTM (on your labels, or --synthetic) and write weights plus a model card."""
 
     def go() -> None:
+        if members < 1:
+            raise ConfigError(f"--members must be >= 1, got {members}")
         if synthetic:
             if labels is not None or lake is not None:
                 raise ConfigError("--synthetic takes no LABELS and no --lake")
             from videolake.pipeline.train import train_synthetic
 
-            card = train_synthetic(out, n_train=n_train, epochs=epochs, seed=seed, log=typer.echo)
+            card = train_synthetic(out, n_train=n_train, epochs=epochs, seed=seed, members=members, log=typer.echo)
             typer.echo(f"held-out accuracy {card['test_accuracy']:.3f}; wrote {out}")
             return
         if labels is None or lake is None:
@@ -301,7 +304,7 @@ def train_actions(
                        f"(e.g. rows {', '.join(map(str, data.rows_without_sequences[:8]))})", err=True)
         provenance = {"labels": str(labels), "labels_sha256": found.sha256, "lake": str(lake),
                       "config_hash": data.config.config_hash, "clip_seconds": data.config.clip_seconds}
-        card = train_on_labels(data.sequences, data.y, data.groups, data.classes, out, TrainConfig(epochs=epochs, seed=seed),
+        card = train_on_labels(data.sequences, data.y, data.groups, data.classes, out, TrainConfig(epochs=epochs, seed=seed, members=members),
                                val_fraction, provenance, log=typer.echo)
         typer.echo(f"validation accuracy {card['val_accuracy']:.3f} (majority baseline "
                    f"{card['majority_baseline']['val_accuracy']:.3f}); classes {', '.join(card['classes'])}; wrote {out}")

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from videolake.pipeline.actions import ACTIONS, ActionLSTM, ActionModel, pad_sequences
+from videolake.pipeline.actions import ACTIONS, ActionEnsemble, ActionLSTM, ActionModel, pad_sequences
 from videolake.pipeline.errors import ModelError
 from videolake.pipeline.features import N_FEATURES
 from videolake.pipeline.models import default_actions_path
 from videolake.pipeline.synthetic import generate_features, generate_tracks
-from videolake.pipeline.train import evaluate
+from videolake.pipeline.train import TrainConfig, evaluate, train_action_model
 
 
 def test_lstm_maps_padded_sequences_of_any_length_to_class_logits():
@@ -37,6 +37,30 @@ def test_save_and_load_round_trip_through_safetensors(tmp_path):
     seqs = [np.random.default_rng(1).normal(size=(5, N_FEATURES)).astype(np.float32)]
     np.testing.assert_allclose(loaded.predict_proba(seqs), model.predict_proba(seqs), atol=1e-6)
     assert path.read_bytes()[:8] != b"\x80\x04\x95"[:8]  # not a pickle
+
+
+def test_an_ensemble_answers_its_members_mean_probability_and_loads_back_as_one(tmp_path):
+    torch.manual_seed(0)
+    members = [ActionLSTM(hidden_size=8) for _ in range(3)]
+    model = ActionModel(ActionEnsemble(members), ACTIONS)
+    seqs = [np.random.default_rng(k).normal(size=(2 + k, N_FEATURES)).astype(np.float32) for k in range(4)]
+    mean = np.mean([ActionModel(m, ACTIONS).predict_proba(seqs) for m in members], axis=0)
+    np.testing.assert_allclose(model.predict_proba(seqs), mean, atol=1e-6)
+    model.save(tmp_path / "e.safetensors")
+    loaded = ActionModel.load(tmp_path / "e.safetensors")
+    assert isinstance(loaded.net, ActionEnsemble) and len(loaded.net.members) == 3
+    np.testing.assert_allclose(loaded.predict_proba(seqs), mean, atol=1e-6)
+
+
+def test_training_members_gives_the_models_of_consecutive_seeds():
+    train, val = generate_features(120, seed=5), generate_features(60, seed=6)
+    config = TrainConfig(hidden_size=8, epochs=2, seed=4)
+    ensemble = train_action_model(train, val, ACTIONS, TrainConfig(hidden_size=8, epochs=2, seed=4, members=2))
+    alone = [train_action_model(train, val, ACTIONS, TrainConfig(hidden_size=8, epochs=2, seed=s)) for s in (4, 5)]
+    assert isinstance(ensemble.net, ActionEnsemble) and isinstance(train_action_model(train, val, ACTIONS, config).net, ActionLSTM)
+    for member, one in zip(ensemble.net.members, alone):
+        for (name, a), b in zip(member.state_dict().items(), one.net.state_dict().values()):
+            torch.testing.assert_close(a, b, msg=name)
 
 
 def test_a_model_trained_on_other_features_is_refused_in_one_line_naming_them(tmp_path):
