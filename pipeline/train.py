@@ -228,8 +228,9 @@ def synthetic_card_markdown(card: dict) -> str:
         " since the window's first frame, and the camera's own motion.",
         "- Evidence rules (`pipeline/clips.py`, applied before the model): a tracked box whose frames mostly show no"
         " person to the pose model (no plausible skeleton, pose confidence under 0.7) gets no row; fewer than 4"
-        " detections, or fewer than 4 (or under half) frames with a usable skeleton, give `unknown` without a guess;"
-        f" a top probability under {card.get('unknown_below', 0.0):.2f} (calibrated on real labels) gives `unknown`.",
+        " detections, or a usable skeleton in under half of them, give `unknown` without a guess; a top probability"
+        f" under {card.get('unknown_below', 0.0):.2f} (calibrated on real labels: where the model is more likely wrong"
+        " than right) gives `unknown`.",
         "",
         "## Training data",
         "",
