@@ -40,6 +40,7 @@ class RunProgress:
         self.videos_total = videos_total
         self.analysis_fps = analysis_fps
         self.frames_total = 0  # grows as probes report each video's shards to run
+        self.videos_probed = 0
         self.enabled = enabled
         self.interactive = enabled and sys.stderr.isatty()
         self._bar: Any = None
@@ -70,8 +71,17 @@ class RunProgress:
     def expect(self, info: VideoInfo, shards: Sequence[Shard]) -> None:
         """Add the expected frames of a probed video's shards to run to the total."""
         self.frames_total += expected_frames(info, self.analysis_fps, shards)
+        self.videos_probed += 1
         if self._bar is not None:
-            self._bar.update(self._frames, total=self.frames_total)
+            self._bar.update(self._frames, total=self.frames_expected)
+
+    @property
+    def frames_expected(self) -> int:
+        """The probed videos' frames, and while some videos are not probed yet, as many again per video for
+        those: the fan-out probes as it goes, so at 100,000 videos the probed ones are a small part for a while."""
+        if 0 < self.videos_probed < self.videos_total:
+            return round(self.frames_total * self.videos_total / self.videos_probed)
+        return self.frames_total
 
     def update(self, videos_done: int, frames_done: Callable[[], int]) -> None:
         """Show the counts where one is due; ``frames_done`` is asked only then."""
@@ -88,14 +98,16 @@ class RunProgress:
             frames = frames_done()
             rate = frames / elapsed if elapsed > 0 else 0.0
             self._bar.update(self._videos, completed=videos_done)
-            self._bar.update(self._frames, completed=min(frames, self.frames_total), rate=f"{rate:.1f} frames/s")
+            self._bar.update(self._frames, completed=min(frames, self.frames_expected), rate=f"{rate:.1f} frames/s")
         elif self._bar is None and (self._due("log", elapsed, _LOG_EVERY_S) or finished):
             frames = frames_done()
             rate = frames / elapsed if elapsed > 0 else 0.0
-            remaining = max(0, self.frames_total - frames)
+            expected = self.frames_expected
+            remaining = max(0, expected - frames)
             eta = f"{remaining / rate:.0f} s" if rate > 0 else "?"
-            print(f"videos {videos_done}/{self.videos_total}  frames {frames}/{self.frames_total}  "
-                  f"{rate:.1f} frames/s  ETA {eta}", file=sys.stderr, flush=True)
+            about = "" if expected == self.frames_total else "about "
+            print(f"videos {videos_done}/{self.videos_total}  frames {frames}/{about}{expected}  "
+                  f"{rate:.1f} frames/s  ETA {about}{eta}", file=sys.stderr, flush=True)
 
     def _due(self, what: str, elapsed: float, every_s: float) -> bool:
         if elapsed - self._last[what] < every_s:

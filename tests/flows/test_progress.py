@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from videolake.flows import progress as progress_module
 from videolake.flows.progress import RunProgress, expected_frames
 from videolake.pipeline.decode import VideoInfo
 from videolake.pipeline.shards import plan_shards
@@ -31,3 +32,18 @@ def test_a_resumed_run_s_totals_are_the_work_left():
         progress.expect(INFO, shards[3:])  # a video killed half way: 3 of its 6 shards left
         progress.expect(INFO, shards)  # a new video
     assert progress.frames_total == 240 + 480
+
+
+def test_while_videos_are_not_probed_yet_the_frames_to_come_are_estimated_from_those_that_are(capsys, monkeypatch):
+    monkeypatch.setattr(progress_module, "_LOG_EVERY_S", 0.0)  # a log line at every update
+    shards = plan_shards(INFO, 10.0, 2.0)
+    with RunProgress(videos_total=100, analysis_fps=8.0, enabled=True, artifact=False) as progress:
+        progress.expect(INFO, shards)
+        progress.expect(INFO, shards[3:])
+        assert progress.frames_total == 480 + 240 and progress.frames_expected == 100 * 360
+        progress.update(0, lambda: 0)
+    assert "frames 0/about 36000" in capsys.readouterr().err
+    with RunProgress(videos_total=2, analysis_fps=8.0, enabled=False, artifact=False) as progress:
+        progress.expect(INFO, shards)
+        progress.expect(INFO, shards[3:])
+    assert progress.frames_expected == progress.frames_total == 720  # every video probed: the count itself
