@@ -84,6 +84,11 @@ class ActionModel:
         self.metadata = dict(metadata or {})
 
     @property
+    def members(self) -> int:
+        """How many LSTMs answer (``ActionEnsemble``), 1 for one."""
+        return len(self.net.members) if isinstance(self.net, ActionEnsemble) else 1
+
+    @property
     def unknown_below(self) -> float:
         """A top probability under this is reported as ``unknown`` (calibrated when the model was trained)."""
         return float(self.metadata.get("unknown_below", 0.0))
@@ -125,7 +130,7 @@ class ActionModel:
             "features": json.dumps(list(FEATURE_NAMES)),
             "hidden_size": str(self.net.lstm.hidden_size),
             "num_layers": str(self.net.lstm.num_layers),
-            "members": str(len(self.net.members) if isinstance(self.net, ActionEnsemble) else 1),
+            "members": str(self.members),
             **self.metadata,
             **(extra_metadata or {}),
         }

@@ -175,7 +175,7 @@ def synthetic_card(model: ActionModel, test: tuple[Sequence[np.ndarray], np.ndar
         "per_class": {k: {m: round(v, 4) for m, v in d.items()} for k, d in result.per_class.items()},
         "confusion": result.confusion.tolist(),
         "unknown_below": unknown_below,
-        "members": len(model.net.members) if isinstance(model.net, ActionEnsemble) else 1,
+        "members": model.members,
         "parameters": sum(p.numel() for p in model.net.parameters()),
     }
 
