@@ -64,10 +64,13 @@ class StubAnalyzer:
             "run_id": job.run_id,
         }])
         write_table(job.path("clips"), "clips", [])  # as a real shard's sinks: a table without rows stages no file
-        result = ShardResult(job.video_id, shard.index, "ok", frames_analyzed=1, n_detections=1)
+        # The frames a real shard of this config would analyse, so that the run's progress and ETA add up.
+        fps = min(self.config.analysis_fps, VIDEO_FPS) if self.config.analysis_fps > 0 else VIDEO_FPS
+        frames = max(1, round((shard.t_end_s - shard.t_start_s) * fps))
+        result = ShardResult(job.video_id, shard.index, "ok", frames_analyzed=frames, n_detections=1)
         commit_shard(job, result)  # the ledger row, as a real shard commits
         if progress is not None:
-            progress(1)
+            progress(frames)
         result.wall_s = time.perf_counter() - started
         return result
 
