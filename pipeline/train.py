@@ -29,6 +29,11 @@ class TrainConfig:
     patience_epochs: int = 5
     seed: int = 0
     members: int = 1  # more: that many LSTMs from seeds seed, seed + 1, ..., answering with their mean (``ActionEnsemble``)
+    # Training only, against leaning on one noisy keypoint: each feature of a training clip is, with this
+    # probability, replaced by its mean for the whole clip, and every value gets Gaussian noise of
+    # ``feature_noise`` times its feature's spread.
+    feature_dropout: float = 0.0
+    feature_noise: float = 0.0
 
 
 @dataclass
@@ -83,6 +88,7 @@ def train_action_model(
         return ActionModel(ActionEnsemble(members), classes)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
     train_x, train_y = train
     net = ActionLSTM(hidden_size=config.hidden_size, num_layers=config.num_layers, n_classes=len(classes))
     stacked = np.concatenate(list(train_x))
@@ -101,7 +107,7 @@ def train_action_model(
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             x, lengths = pad_sequences([train_x[i] for i in idx])
-            loss = loss_fn(net(x, lengths), labels[idx])
+            loss = loss_fn(net(_perturbed(x, net, config, generator), lengths), labels[idx])
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -121,6 +127,16 @@ def train_action_model(
     net.load_state_dict(best_state)
     net.eval()
     return model
+
+
+def _perturbed(x: torch.Tensor, net: ActionLSTM, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """A training batch (batch, time, features) with ``config``'s feature drop-out and noise (none: ``x``)."""
+    if config.feature_noise > 0:
+        x = x + config.feature_noise * net.feature_std * torch.randn(x.shape, generator=generator)
+    if config.feature_dropout > 0:
+        dropped = torch.rand((x.shape[0], 1, x.shape[2]), generator=generator) < config.feature_dropout
+        x = torch.where(dropped, net.feature_mean, x)
+    return x
 
 
 SYNTHETIC_SEEDS = {"train": 1, "val": 2, "test": 3}

@@ -131,3 +131,31 @@ def test_synthetic_tracks_are_balanced_varied_and_carry_plausible_skeletons():
     spans = [np.ptp(t.keypoints[0, [5, 6, 11, 12, 15, 16], 0]) / max(1.0, np.ptp(t.keypoints[0, [5, 6, 11, 12, 15, 16], 1]))
              for t in lying]
     assert np.median(spans) > 0.8  # lying bodies are mostly wider than tall in the image
+
+
+def test_feature_dropout_hides_whole_features_of_a_clip_and_noise_scales_with_each_feature_s_spread():
+    from videolake.pipeline.train import _perturbed
+
+    net = ActionLSTM()
+    net.feature_mean.copy_(torch.linspace(-1, 1, N_FEATURES))
+    net.feature_std.copy_(torch.linspace(0.5, 2.0, N_FEATURES))
+    x = torch.full((400, 6, N_FEATURES), 7.0)
+    dropped = _perturbed(x, net, TrainConfig(feature_dropout=0.2), torch.Generator().manual_seed(0))
+    hidden = dropped == net.feature_mean
+    assert torch.equal(hidden.all(1), hidden.any(1))  # a feature is hidden for the whole clip or not at all
+    assert 0.17 < hidden.all(1).float().mean() < 0.23
+    assert torch.equal(dropped[~hidden], x[~hidden])
+    noisy = _perturbed(x, net, TrainConfig(feature_noise=0.3), torch.Generator().manual_seed(0))
+    spread = (noisy - x).reshape(-1, N_FEATURES).std(0)
+    torch.testing.assert_close(spread, 0.3 * net.feature_std, rtol=0.1, atol=0.0)
+    assert _perturbed(x, net, TrainConfig(), torch.Generator()) is x
+
+
+def test_training_with_feature_dropout_and_noise_is_deterministic_for_a_seed_and_differs_from_without():
+    train, val = generate_features(120, seed=5), generate_features(60, seed=6)
+    robust = TrainConfig(hidden_size=8, epochs=2, seed=4, feature_dropout=0.1, feature_noise=0.2)
+    first, again = (train_action_model(train, val, ACTIONS, robust) for _ in range(2))
+    plain = train_action_model(train, val, ACTIONS, TrainConfig(hidden_size=8, epochs=2, seed=4))
+    for (name, a), b, c in zip(first.net.state_dict().items(), again.net.state_dict().values(), plain.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert any(not torch.equal(a, c) for a, c in zip(first.net.state_dict().values(), plain.net.state_dict().values()))
