@@ -36,6 +36,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from videolake.flows.progress import expected_frames  # noqa: E402
 from videolake.pipeline.analyze import ShardJob, ShardResult, commit_shard  # noqa: E402
 from videolake.pipeline.config import RunConfig  # noqa: E402
 from videolake.pipeline.lake import write_table  # noqa: E402
@@ -64,9 +65,7 @@ class StubAnalyzer:
             "run_id": job.run_id,
         }])
         write_table(job.path("clips"), "clips", [])  # as a real shard's sinks: a table without rows stages no file
-        # The frames a real shard of this config would analyse, so that the run's progress and ETA add up.
-        fps = min(self.config.analysis_fps, VIDEO_FPS) if self.config.analysis_fps > 0 else VIDEO_FPS
-        frames = max(1, round((shard.t_end_s - shard.t_start_s) * fps))
+        frames = expected_frames(job.info, self.config.analysis_fps, [shard])  # as the run's progress expects
         result = ShardResult(job.video_id, shard.index, "ok", frames_analyzed=frames, n_detections=1)
         commit_shard(job, result)  # the ledger row, as a real shard commits
         if progress is not None:
