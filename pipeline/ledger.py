@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Collection, Iterable
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from videolake.pipeline import storage
@@ -41,15 +42,18 @@ class LakeState:
 
 def read_lake_state(lake: Lake, config_hash: str, sources: Iterable[VideoSource] | None = None) -> LakeState:
     """Finished and failed videos from the ``videos`` table; committed shards from the names of
-    the staged ledger files (one listing). Quarantine reasons are kept for ``sources`` (all when ``None``)."""
+    the staged ledger files (one listing). With ``sources``, only the rows of their contents are read
+    (a run over today's folder does not hold the lake's whole history); ``None``: all."""
     state = LakeState()
     for f in storage.list_files(lake.staging_url("ledger", f"config_hash={config_hash}")):
         parts = f.url.rsplit("/", 2)
         if len(parts) == 3 and parts[2].endswith(".parquet") and not parts[2].startswith("_tmp-"):
             content_key, _, shard_key = parts[2][: -len(".parquet")].partition("-")
             state.committed.add((parts[1], content_key, shard_key))
-    videos = lake.read("videos", columns=["video_id", "content_key", "status", "error", "error_kind", "config_hash"]).to_pylist()
     wanted = None if sources is None else {(s.video_id, s.content_key) for s in sources}
+    of_sources = None if wanted is None else ds.field("content_key").isin(pa.array(sorted({k for _, k in wanted}), pa.string()))
+    videos = lake.read("videos", columns=["video_id", "content_key", "status", "error", "error_kind", "config_hash"],
+                       filter=of_sources).to_pylist()
     for row in videos:
         if row["status"] == "ok" and row["config_hash"] == config_hash:
             state.finished_ok.add((row["video_id"], row["content_key"]))
@@ -61,11 +65,21 @@ def read_lake_state(lake: Lake, config_hash: str, sources: Iterable[VideoSource]
     return state
 
 
-def known_sources(lake: Lake) -> Identities:
-    """The sources the lake has seen, so a listing needs to read only new or changed files."""
+def known_sources(lake: Lake, uris: Collection[str] | None = None, content_keys: Collection[str] | None = None) -> Identities:
+    """The sources the lake has seen, so a listing needs to read only new or changed files: all of them,
+    or with ``uris`` and ``content_keys`` the rows at those paths and of those contents (a
+    ``sources.KnownLookup``: ``discover(known=partial(known_sources, lake))``)."""
     out = Identities()
+    wanted = None
+    if uris is not None or content_keys is not None:
+        parts = [ds.field(column).isin(pa.array(sorted(values), pa.string()))
+                 for column, values in (("uri", uris), ("content_key", content_keys)) if values]
+        if not parts:
+            return out
+        wanted = parts[0] if len(parts) == 1 else parts[0] | parts[1]
+    seen = ds.field("size_bytes").is_valid()
     rows = lake.read("videos", columns=["uri", "size_bytes", "source_version", "content_key", "video_id", "finished_at"],
-                     filter=ds.field("size_bytes").is_valid())
+                     filter=seen if wanted is None else seen & wanted)
     for row in sorted(rows.to_pylist(), key=lambda r: r["finished_at"] or _EPOCH):  # the latest path wins
         out.by_version[(row["uri"], int(row["size_bytes"]), row["source_version"] or "")] = row["content_key"]
         out.by_content[row["content_key"]] = (row["video_id"], row["uri"])

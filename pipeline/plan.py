@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Collection, Sequence
 
 from videolake.pipeline import storage
 from videolake.pipeline.config import RunConfig
@@ -34,13 +34,14 @@ class RunPlan:
 
 
 def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[str] | Lake, config: RunConfig,
-             list_sources: bool = True) -> RunPlan:
+             list_sources: bool = True, remember_keys: bool = False) -> RunPlan:
     """Raises ``ConfigError``, ``SourceError``, ``ModelError`` or ``LakeError`` naming what is wrong.
 
     With ``list_sources`` the lake is opened, created when missing or upgraded from the older
     layout, and the sources are listed and identified. ``list_sources=False`` only checks that
     each source's path or bucket exists and that the lake can be written (``serve``'s check
-    before its first run); the plan then has no sources.
+    before its first run); the plan then has no sources. ``remember_keys``: a flow in this process lists
+    the same sources next, and takes their content keys from this listing (``discover``'s ``remember``).
 
     A source or lake URL that carries a credential (``user:password@``, a signature) is a ``ConfigError``.
     """
@@ -57,6 +58,13 @@ def plan_run(sources: Sequence[str | os.PathLike[str]], lake: str | os.PathLike[
         check_writable(opened.url)
         return RunPlan(config, [], detector, actions, opened, config_hash, pose=pose)
     opened = lake if isinstance(lake, Lake) else Lake.open_or_create(lake)
-    known = known_sources(opened)
-    found = discover(sources, known=known, camera_pattern=config.camera_pattern)
+    known = Identities()  # what the lake knows of the listed paths and contents, for the run's summary (moved files)
+
+    def lookup(uris: Collection[str], content_keys: Collection[str]) -> Identities:
+        found = known_sources(opened, uris, content_keys)
+        known.by_version.update(found.by_version)
+        known.by_content.update(found.by_content)  # the contents' read comes last: the latest path of each wins
+        return known
+
+    found = discover(sources, known=lookup, camera_pattern=config.camera_pattern, remember=remember_keys)
     return RunPlan(config, found, detector, actions, opened, config_hash, pose=pose, known=known)

@@ -19,24 +19,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Collection, Iterable, Iterator
 
 from videolake.pipeline import storage
 from videolake.pipeline.config import VIDEO_EXTENSIONS
 from videolake.pipeline.errors import SourceError
 
-__all__ = ["VideoSource", "Identities", "discover", "check_reachable", "video_id_for", "content_key_for", "fingerprint",
+__all__ = ["VideoSource", "Identities", "KnownLookup", "discover", "check_reachable", "video_id_for", "content_key_for", "fingerprint",
            "camera_id_for", "recorded_at_for", "DEFAULT_TIME_PATTERN", "FINGERPRINT_BYTES"]
 
 FINGERPRINT_BYTES = 1 << 20  # read from the head and from the tail of each new file
 DEFAULT_TIME_PATTERN = "%Y%m%d_%H%M%S"
 _FINGERPRINT_THREADS = 8
-# Keys this process computed, by (uri, size, version): `videolake run` lists before the flow starts,
-# and the flow lists again.
+_FINGERPRINT_CHUNK = 256  # files handed to the threads at a time: a future per file of a whole listing is a KB each
+# The keys of the last listing made with ``remember=True``, by (uri, size, version): `videolake run` lists
+# before its flow starts, and the flow lists again and takes them from here (once).
 _FINGERPRINTS: dict[tuple[str, int, str], str] = {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VideoSource:
     """One video to analyse.
 
@@ -62,9 +63,14 @@ class Identities:
     by_content: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
+# What the lake knows of some paths and some contents: ``lookup(uris, content_keys)``. ``discover`` asks
+# twice (the listed paths, then the contents found), so a run never reads the lake's whole history.
+KnownLookup = Callable[[Collection[str], Collection[str]], Identities]
+
+
 def discover(
     sources: Iterable[str | os.PathLike[str]], extensions: tuple[str, ...] = VIDEO_EXTENSIONS,
-    known: Identities | None = None, camera_pattern: str | None = None,
+    known: Identities | KnownLookup | None = None, camera_pattern: str | None = None, remember: bool = False,
 ) -> list[VideoSource]:
     """Expand files, folders, bucket prefixes and globs into a sorted list, one entry per content.
 
@@ -73,34 +79,64 @@ def discover(
     whatever its extension. A missing path or bucket is an error; an empty prefix is not.
     Files ``known`` at the same path, size and version are not read; the others are
     fingerprinted (``fingerprint``). Copies of one content count once: at the path the lake
-    recorded for it, else the first path.
+    recorded for it, else the first path. ``known`` is what the lake has seen (``Identities``), or a
+    ``KnownLookup`` asked for the listed paths, then for the contents found.
 
     Paths are literal where they exist: ``*``, ``?`` and ``[`` make a glob only of a path that
     does not exist, and then only past its longest existing folder (``cams[1]/*.mp4`` globs
     ``*.mp4`` inside the folder ``cams[1]``). A local file or folder named ``cam[2].mp4`` is that file.
+
+    ``remember=True`` keeps this listing's keys for the next call in this process (``videolake run``
+    lists, then its flow lists again): that call takes them and reads none of those files again.
     """
-    known = known or Identities()
+    given = known or Identities()
+    lookup: KnownLookup = known if callable(known) else (lambda uris, content_keys: given)
     listed: dict[str, tuple[int, str]] = {}
     for source in sources:
         url = storage.normalize(source)
         for uri, size_bytes, version in (_remote(url, extensions) if storage.is_remote(url) else _local(url, extensions)):
             listed.setdefault(uri, (size_bytes, str(version)))
-    todo = [uri for uri, (size, version) in listed.items()
-            if (uri, size, version) not in known.by_version and (uri, size, version) not in _FINGERPRINTS]
-    with ThreadPoolExecutor(min(_FINGERPRINT_THREADS, max(1, len(todo)))) as pool:
-        for uri, key in zip(todo, pool.map(lambda uri: fingerprint(uri, listed[uri][0]), todo)):
-            _FINGERPRINTS[(uri, *listed[uri])] = key
-    keys = {uri: _FINGERPRINTS[(uri, *v)] for uri, v in listed.items() if (uri, *v) in _FINGERPRINTS}
+    by_path = lookup(listed.keys(), ()) if listed else Identities()
+    keys: dict[str, str] = {}
+    todo = []
+    for uri, (size, version) in listed.items():
+        key = by_path.by_version.get((uri, size, version))
+        if key is not None:
+            keys[uri] = key
+            continue
+        key = _FINGERPRINTS.pop((uri, size, version), None)
+        if key is None:
+            todo.append(uri)
+        else:
+            keys[uri] = key
+    keys.update(_fingerprints(todo, listed))
+    if remember:  # one listing at most, whatever the process does next (``serve`` runs for months)
+        _FINGERPRINTS.clear()
+        _FINGERPRINTS.update(((uri, *listed[uri]), key) for uri, key in keys.items()
+                             if (uri, *listed[uri]) not in by_path.by_version)
+    by_content = lookup((), set(keys.values())).by_content if listed else {}
     found: dict[str, VideoSource] = {}
+    cameras: dict[str, str] = {}  # one string per camera, not one per video
     for uri in sorted(listed):
         size, version = listed[uri]
-        key = keys.get(uri) or known.by_version[(uri, size, version)]
-        video_id, recorded_uri = known.by_content.get(key, (video_id_for(uri, key), None))
+        key = keys[uri]
+        video_id, recorded_uri = by_content.get(key, (video_id_for(uri, key), None))
         if key in found and found[key].uri == recorded_uri:
             continue
         if key not in found or uri == recorded_uri:
-            found[key] = VideoSource(uri, video_id, size, key, version, camera_id_for(uri, camera_pattern))
+            camera = camera_id_for(uri, camera_pattern)
+            found[key] = VideoSource(uri, video_id, size, key, version, camera and cameras.setdefault(camera, camera))
     return sorted(found.values(), key=lambda v: v.uri)
+
+
+def _fingerprints(uris: list[str], listed: dict[str, tuple[int, str]]) -> Iterator[tuple[str, str]]:
+    """(uri, key) of each of ``uris``, read by a few threads, a chunk of files at a time."""
+    if not uris:
+        return
+    with ThreadPoolExecutor(min(_FINGERPRINT_THREADS, len(uris))) as pool:
+        for start in range(0, len(uris), _FINGERPRINT_CHUNK):
+            chunk = uris[start:start + _FINGERPRINT_CHUNK]
+            yield from zip(chunk, pool.map(lambda uri: fingerprint(uri, listed[uri][0]), chunk))
 
 
 def check_reachable(sources: Iterable[str | os.PathLike[str]]) -> None:
@@ -120,13 +156,14 @@ def check_reachable(sources: Iterable[str | os.PathLike[str]]) -> None:
 
 def _local(url: str, extensions: tuple[str, ...]) -> list[tuple[str, int, int | str]]:
     path = Path(url)
+    candidates: Iterable[Path]  # walked, not gathered: a Path per file of a large folder is most of a listing's memory
     if path.is_dir():
-        candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        candidates = (p for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file())
     elif path.exists():
         candidates = [path]
     elif _is_glob(url):
-        candidates = [Path(p) for p in sorted(glob.glob(_literal_prefix(path), recursive=True))
-                      if os.path.isfile(p) and Path(p).suffix.lower() in extensions]
+        candidates = (Path(p) for p in glob.iglob(_literal_prefix(path), recursive=True)
+                      if os.path.splitext(p)[1].lower() in extensions and os.path.isfile(p))
     else:
         raise SourceError(f"source not found: {url}")
     out = []

@@ -59,7 +59,8 @@ def analyze(
     base = config if isinstance(config, RunConfig) else load_config_file(config) if config is not None else RunConfig()
     cfg = base.merged(options)
     started_at, t0 = datetime.now(timezone.utc), time.perf_counter()
-    plan = plan_run(sources, lake, cfg)  # bad sources, models or lake fail here, before Prefect and Ray start
+    # bad sources, models or lake fail here, before Prefect and Ray start; the flow's listing reuses this one's keys
+    plan = plan_run(sources, lake, cfg, remember_keys=True)
     work = triage(plan.sources, plan.lake.state(plan.config_hash, plan.sources), retry_failed)
     if work.todo:
         from videolake.flows.analyze import run_analysis

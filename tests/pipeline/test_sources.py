@@ -61,6 +61,25 @@ def test_the_lakes_key_is_used_without_reading_the_file_again(tmp_path, monkeypa
     assert discover([path], known=known) == [first]
 
 
+def test_a_remembered_listing_spares_the_next_one_reading_and_then_is_forgotten(tmp_path, monkeypatch):
+    from videolake.pipeline import sources
+
+    for i in range(600):  # more than the threads take at a time
+        (tmp_path / f"cam{i % 3}").mkdir(exist_ok=True)
+        (tmp_path / f"cam{i % 3}" / f"{i:04d}.mp4").write_bytes(f"video {i}".encode() * 100)
+    read = []
+    real = sources.fingerprint
+    monkeypatch.setattr(sources, "fingerprint", lambda uri, size: read.append(uri) or real(uri, size))
+    first = discover([tmp_path], remember=True)  # as `videolake run` lists before its flow starts
+    assert len(first) == len(read) == 600 and len({s.content_key for s in first}) == 600
+    assert [s.uri for s in first] == sorted(s.uri for s in first)
+    assert {s.camera_id for s in first} == {"cam0", "cam1", "cam2"}
+    assert discover([tmp_path]) == first and len(read) == 600  # the flow's listing: nothing read again
+    assert not sources._FINGERPRINTS  # and nothing kept for a run that no longer needs it (serve runs for months)
+    assert discover([tmp_path]) == first and len(read) == 1200  # a listing without one before it reads the files
+    assert not sources._FINGERPRINTS
+
+
 @pytest.mark.parametrize("uri, pattern, camera", [
     ("/data/cam3/2026/a.mp4", None, "2026"),
     ("/data/cam3/a.mp4", None, "cam3"),
