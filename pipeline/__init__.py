@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = [
     "RunConfig", "VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError",
-    "VideoInfo", "Frame", "PtsSampler", "probe", "iter_frames",
+    "NotALakeError", "StorageError", "TimedOut", "ShardTimeout", "WorkerLost", "PrefectServerError", "VideoInfo", "Frame", "PtsSampler", "probe", "iter_frames",
     "Detections", "Detector", "Tracker", "MotionGate", "GatedDetection", "track_features", "ActionModel", "ACTIONS",
     "ClipAccumulator", "VideoAnalyzer", "ShardJob", "ShardResult", "Shard", "plan_shards", "VideoSource", "discover",
     "run_sql", "connect", "Lake", "SCHEMAS", "resolve_detector", "resolve_actions", "write_samples",
@@ -19,7 +19,8 @@ __all__ = [
 
 _WHERE = {
     "RunConfig": "config",
-    **dict.fromkeys(["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError"], "errors"),
+    **dict.fromkeys(["VideolakeError", "ConfigError", "SourceError", "DecodeError", "ModelError", "LakeError",
+                     "NotALakeError", "StorageError", "TimedOut", "ShardTimeout", "WorkerLost", "PrefectServerError"], "errors"),
     **dict.fromkeys(["VideoInfo", "Frame", "PtsSampler", "probe", "iter_frames"], "decode"),
     **dict.fromkeys(["Detections", "Detector"], "detect"),
     "Tracker": "track",

@@ -19,3 +19,11 @@ def test_every_public_name_resolves():
 
     missing = [name for name in pipeline.__all__ if getattr(pipeline, name, None) is None]
     assert not missing
+
+
+def test_the_whole_exception_tree_is_public():
+    import videolake.pipeline as pipeline
+    from videolake.pipeline import errors
+
+    assert set(errors.__all__) <= set(pipeline.__all__)
+    assert all(getattr(pipeline, name) is getattr(errors, name) for name in errors.__all__)
