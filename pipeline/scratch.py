@@ -90,8 +90,13 @@ def sweep_leftovers(lake: str | None = None) -> list[Path]:
             removed.append(session)
     _remove_dangling(scratch / "ray" / "session_latest")
     if lake is not None and "://" not in lake and os.path.isdir(lake):
-        for root, _, files in os.walk(lake):
-            removed += [p for p in (Path(root) / f for f in files if f.startswith("_tmp-")) if _stale(p) and _remove(p)]
+        from videolake.pipeline.lake import STAGING
+
+        # Half-written files live beside their targets: the lake's marker, and the staging files and commit intents
+        # under _staging. The Delta tables (delta-rs's own files, their logs growing with every commit) are not walked.
+        top = [Path(lake) / f for f in os.listdir(lake) if f.startswith("_tmp-")]
+        staged = (Path(root) / f for root, _, files in os.walk(os.path.join(lake, STAGING)) for f in files if f.startswith("_tmp-"))
+        removed += [p for p in (*top, *staged) if p.is_file() and _stale(p) and _remove(p)]
     return removed
 
 

@@ -36,7 +36,7 @@ def test_the_scratch_folder_is_private_and_refused_when_it_is_not(private_tmp):
 
 def test_the_sweep_removes_what_dead_processes_left_and_nothing_else(private_tmp):
     scratch, host, dead, alive = scratch_dir(), process_tag().rsplit("-", 1)[0], _dead_pid(), os.getpid()
-    lake = private_tmp / "lake" / "detections" / "config_hash=h" / "v"
+    lake = private_tmp / "lake" / "_staging" / "detections" / "config_hash=h" / "v"
     lake.mkdir(parents=True)
     (scratch / "ray").mkdir()
     session = scratch / "ray" / f"session_2026-11-30_16-29-06_517572_{dead}"
@@ -55,6 +55,7 @@ def test_the_sweep_removes_what_dead_processes_left_and_nothing_else(private_tmp
         lake / "_tmp-fedcba9876543210fedcba9876543210-c-s00004.parquet.inprogress": False,  # unattributable, 2 days old
         lake / f"_tmp-otherhost-{dead}-0a1b2c3d4e5f-c-s00005.parquet.inprogress": True,     # another host's writer
         lake / "c-s00000.parquet": True,
+        private_tmp / "lake" / f"_tmp-{host}-{dead}-0a1b2c3d4e5f-_videolake.json.inprogress": False,  # the marker's
     }
     for path in planted:
         path.write_bytes(b"x")
