@@ -14,10 +14,13 @@ from torch import nn
 from videolake.pipeline.errors import ModelError
 from videolake.pipeline.features import FEATURE_NAMES, N_FEATURES
 
-__all__ = ["ACTIONS", "UNKNOWN", "ActionLSTM", "ActionEnsemble", "ActionModel", "ActionPrediction"]
+__all__ = ["ACTIONS", "UNKNOWN", "WHOLE_BODY_ACTIONS", "ActionLSTM", "ActionEnsemble", "ActionModel", "ActionPrediction"]
 
 ACTIONS = ("standing", "walking", "running", "sitting", "lying", "falling")
 UNKNOWN = "unknown"
+# Told from the whole body's shape or its speed across the picture: never said of a box the frame's edge cuts
+# (``clips.Evidence.PARTIAL``), whose shape and motion are then the edge's as much as the body's.
+WHOLE_BODY_ACTIONS = ("running", "lying", "falling")
 
 
 class ActionLSTM(nn.Module):
@@ -145,17 +148,20 @@ class ActionModel:
         x, lengths = pad_sequences(sequences)
         return torch.softmax(self.net(x, lengths), dim=1).numpy()
 
-    def classify(self, sequences: Sequence[np.ndarray], known: Sequence[bool] | None = None) -> list[ActionPrediction]:
+    def classify(self, sequences: Sequence[np.ndarray], known: Sequence[bool] | None = None,
+                 whole_body: Sequence[bool] | None = None) -> list[ActionPrediction]:
         """One prediction per sequence. ``known[i]`` False (too little evidence) gives ``unknown`` without a guess;
-        a top probability under ``unknown_below`` gives ``unknown`` with the probabilities kept."""
+        a top probability under ``unknown_below`` gives ``unknown`` with the probabilities kept, and so does a top
+        class of ``WHOLE_BODY_ACTIONS`` where ``whole_body[i]`` is False (the frame cuts the body)."""
         known = [True] * len(sequences) if known is None else list(known)
+        whole_body = [True] * len(sequences) if whole_body is None else list(whole_body)
         keep = [i for i, s in enumerate(sequences) if known[i] and len(s) > 0]
         probs = self.predict_proba([sequences[i] for i in keep])
         out = [ActionPrediction(UNKNOWN, None, None) for _ in sequences]
         for row, i in zip(probs, keep):
             best = int(row.argmax())
             rounded = [round(float(p), 5) for p in row]
-            if row[best] < self.unknown_below:
+            if row[best] < self.unknown_below or (not whole_body[i] and self.classes[best] in WHOLE_BODY_ACTIONS):
                 out[i] = ActionPrediction(UNKNOWN, None, rounded)
             else:
                 out[i] = ActionPrediction(self.classes[best], float(row[best]), rounded)

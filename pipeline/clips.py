@@ -12,7 +12,11 @@ What a tracked box gets in a window (``clip_evidence``, shared with training on 
 - ``unknown`` when the evidence is too thin to say: fewer than ``min_frames`` detections, or
   (with pose) fewer than two frames with a usable skeleton, or usable skeletons in under half the frames;
 - otherwise the action model's class, or ``unknown`` when its top probability is under the
-  model's calibrated threshold (``ActionModel.classify``).
+  model's calibrated threshold (``ActionModel.classify``);
+- but never ``running``, ``lying`` or ``falling`` (``unknown`` instead, the probabilities kept) for a
+  box cut by the frame's edge in half its frames or more (``Evidence.PARTIAL``): a body entering or
+  leaving the picture makes a box that widens, shortens and slides, which is what a fall or a run
+  looks like, and the rest of the body is not there to say otherwise.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from videolake.pipeline.motion import IDENTITY, CameraPose
 if TYPE_CHECKING:  # torch loads only where a model runs, not in the driver
     from videolake.pipeline.actions import ActionModel
 
-__all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator", "Evidence", "clip_evidence", "PERSON_CONFIDENCE"]
+__all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator", "Evidence", "clip_evidence", "PERSON_CONFIDENCE",
+           "cut_by_frame"]
 
 # The pose model's own confidence that a person is in the crop, enough on its own (a seated
 # person seen from the chest up has no usable skeleton, but is a person).
 PERSON_CONFIDENCE = 0.7
+_EDGE_FRACTION = 0.01  # a box within this share of the frame's size (2 px at least) of an edge is cut by it
 
 
 def clip_index(t_s: float, clip_seconds: float) -> int:
@@ -50,20 +56,35 @@ class Evidence(Enum):
     NOT_A_PERSON = "not_a_person"  # no row
     UNKNOWN = "unknown"            # a row, action unknown
     ENOUGH = "enough"              # a row, classified
+    PARTIAL = "partial"            # a row, classified, but never ``actions.WHOLE_BODY_ACTIONS``: the frame cuts the body
+
+    @property
+    def classified(self) -> bool:
+        """The action model answers (and labelled clips with this evidence train it)."""
+        return self in (Evidence.ENOUGH, Evidence.PARTIAL)
 
 
 def clip_evidence(window: TrackSeries, min_frames: int) -> Evidence:
     """What one track's detections inside one clip window are evidence of (see the module docstring)."""
     n = len(window.t_s)
+    whole = Evidence.PARTIAL if cut_by_frame(window).sum() * 2 >= n else Evidence.ENOUGH
     if window.keypoints is None or window.pose_confidence is None:  # box-only results
-        return Evidence.ENOUGH if n >= min_frames else Evidence.UNKNOWN
+        return whole if n >= min_frames else Evidence.UNKNOWN
     skeletons = skeleton_ok(window.keypoints, window.pose_confidence)
     person = skeletons | (window.pose_confidence >= PERSON_CONFIDENCE)
     if person.sum() * 2 < n:
         return Evidence.NOT_A_PERSON
     if n < min_frames or skeletons.sum() < 2 or skeletons.sum() * 2 < n:
         return Evidence.UNKNOWN
-    return Evidence.ENOUGH
+    return whole
+
+
+def cut_by_frame(window: TrackSeries) -> np.ndarray:
+    """(n,) True where the box reaches an edge of the frame (the body goes on beyond it)."""
+    xyxy = window.xyxy.reshape(-1, 4)
+    mx, my = max(2.0, _EDGE_FRACTION * window.frame_width), max(2.0, _EDGE_FRACTION * window.frame_height)
+    return ((xyxy[:, 0] <= mx) | (xyxy[:, 1] <= my) | (xyxy[:, 2] >= window.frame_width - mx)
+            | (xyxy[:, 3] >= window.frame_height - my))
 
 
 @dataclass(frozen=True)
@@ -162,7 +183,8 @@ class ClipAccumulator:
         self._tracks = {}
         kept = [d for d in decided if d[1] is not Evidence.NOT_A_PERSON]
         predictions = self.model.classify([features for _, _, features, _ in kept],
-                                          known=[evidence is Evidence.ENOUGH for _, evidence, _, _ in kept])
+                                          known=[evidence.classified for _, evidence, _, _ in kept],
+                                          whole_body=[evidence is Evidence.ENOUGH for _, evidence, _, _ in kept])
         t_start_s, t_end_s = clip_bounds(index, self.clip_seconds)
         return [
             ClipRow(index, t_start_s, t_end_s, track_id, p.action, p.confidence, p.probs, len(series.t_s),

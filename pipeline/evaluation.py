@@ -33,7 +33,8 @@ NO_ACTION = "(no row)"   # what inference writes for a box it takes for no perso
 def predict_like_inference(model: ActionModel, sequences: Sequence[np.ndarray], evidence: Sequence[Evidence]) -> list[str]:
     """What a run would write for each (track, window): a class, ``unknown`` or ``NO_ACTION``."""
     rows = [i for i, e in enumerate(evidence) if e is not Evidence.NOT_A_PERSON]
-    predictions = model.classify([sequences[i] for i in rows], known=[evidence[i] is Evidence.ENOUGH for i in rows])
+    predictions = model.classify([sequences[i] for i in rows], known=[evidence[i].classified for i in rows],
+                                 whole_body=[evidence[i] is Evidence.ENOUGH for i in rows])
     out = [NO_ACTION] * len(sequences)
     for i, p in zip(rows, predictions):
         out[i] = p.action

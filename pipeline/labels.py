@@ -96,10 +96,10 @@ class LabelledSequences:
 
     def classifiable(self) -> LabelledSequences:
         """Only the sequences inference classifies (what training uses)."""
-        keep = [i for i, e in enumerate(self.evidence) if e is Evidence.ENOUGH]
+        keep = [i for i, e in enumerate(self.evidence) if e.classified]
         return LabelledSequences([self.sequences[i] for i in keep], self.y[keep], self.classes, self.groups[keep],
                                  [self.keys[i] for i in keep], self.config, self.rows_without_sequences,
-                                 [Evidence.ENOUGH] * len(keep))
+                                 [self.evidence[i] for i in keep])
 
     def __len__(self) -> int:
         return len(self.sequences)

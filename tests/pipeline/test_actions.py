@@ -99,6 +99,24 @@ def test_too_little_evidence_is_unknown_without_a_guess_and_a_low_top_probabilit
     assert abstained.action == "unknown" and abstained.confidence is None and len(abstained.probs) == len(ACTIONS)
 
 
+@pytest.mark.parametrize("top", ["falling", "lying", "running", "walking", "sitting"])
+def test_a_body_the_frame_cuts_is_never_said_to_run_lie_or_fall(top):
+    import torch
+
+    from videolake.pipeline.actions import WHOLE_BODY_ACTIONS
+
+    model = ActionModel(ActionLSTM(hidden_size=8, n_classes=len(ACTIONS)), ACTIONS)
+    with torch.no_grad():
+        model.net.head[-1].bias.copy_(torch.tensor([4.0 if c == top else 0.0 for c in ACTIONS]))
+    seqs = [np.zeros((6, N_FEATURES), np.float32)] * 2
+    whole, cut = model.classify(seqs, known=[True, True], whole_body=[True, False])
+    assert whole.action == top
+    if top in WHOLE_BODY_ACTIONS:
+        assert cut.action == "unknown" and cut.confidence is None and cut.probs == whole.probs  # the guess is kept, not said
+    else:
+        assert cut == whole
+
+
 def test_the_default_model_knows_the_six_actions_and_abstains_below_its_calibrated_threshold():
     model = ActionModel.load(default_actions_path())
     assert model.classes == ACTIONS == ("standing", "walking", "running", "sitting", "lying", "falling")

@@ -54,8 +54,21 @@ def test_a_confident_person_without_a_usable_skeleton_is_unknown_not_dropped():
     assert clip_evidence(w, min_frames=4) is Evidence.UNKNOWN
 
 
+@pytest.mark.parametrize("cut, expected", [(0, Evidence.ENOUGH), (7, Evidence.ENOUGH), (8, Evidence.PARTIAL), (16, Evidence.PARTIAL)])
+def test_a_box_the_frame_cuts_in_half_its_frames_is_partial_evidence(cut, expected):
+    """A person entering at the frame's edge: the box widens and shortens as a fall's would."""
+    w = _window(16, 16, 0.9)
+    w.xyxy[:cut, 2] = 636  # a few pixels short of the right edge: boxes of a body leaving rarely reach it
+    assert clip_evidence(w, min_frames=4) is expected
+    assert expected.classified
+    w.xyxy[:cut, 2], w.xyxy[:cut, 1] = 630, 1  # the top edge instead
+    assert clip_evidence(w, min_frames=4) is expected
+    box_only = TrackSeries(w.t_s, w.xyxy, w.confidence, None, None, 640, 480)
+    assert clip_evidence(box_only, min_frames=4) is expected
+
+
 def test_box_only_results_decide_on_the_number_of_detections():
-    box_only = TrackSeries(np.arange(5) * 0.1, np.array([[0, 0, 10, 30]] * 5, np.float32), np.ones(5, np.float32), None, None, 64, 64)
+    box_only = TrackSeries(np.arange(5) * 0.1, np.array([[10, 10, 20, 40]] * 5, np.float32), np.ones(5, np.float32), None, None, 64, 64)
     assert clip_evidence(box_only, 4) is Evidence.ENOUGH
     assert clip_evidence(box_only.take(np.arange(3)), 4) is Evidence.UNKNOWN
 

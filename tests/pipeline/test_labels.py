@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from videolake.pipeline.actions import ActionModel
-from videolake.pipeline.clips import Evidence
 from videolake.pipeline.errors import ConfigError
 from videolake.pipeline.features import N_FEATURES
 from videolake.pipeline.labels import load_labelled_sequences
@@ -116,7 +115,7 @@ def test_sequences_are_what_inference_computed_for_the_same_clips(samples_dir, t
     pcsv.write_csv(pa.table({name: [r[i] for r in rows] for i, name in enumerate(("video_id", "t_start_s", "t_end_s",
                                                                                    "action", "track_id"))}), labels)
     _, data = _sequences(lake, labels)
-    enough = [(k, s) for k, s, e in zip(data.keys, data.sequences, data.evidence) if e is Evidence.ENOUGH]
+    enough = [(k, s) for k, s, e in zip(data.keys, data.sequences, data.evidence) if e.classified]
     assert sorted(k for k, _ in enough) == sorted((c[0], c[4], c[5]) for c in clips)  # the run classified exactly these
     probs = ActionModel.load(default_actions_path()).predict_proba([s for _, s in enough])
     by_key = dict(zip([k for k, _ in enough], probs))
@@ -134,7 +133,7 @@ def test_labels_without_track_id_label_every_track_in_the_range_and_parquet_work
     classified = con.execute("SELECT video_id, track_id, clip_index FROM clips WHERE action_probs IS NOT NULL ORDER BY ALL").fetchall()
     rows = con.execute("SELECT video_id, track_id, clip_index FROM clips ORDER BY ALL").fetchall()
     con.close()
-    assert sorted(k for k, e in zip(data.keys, data.evidence) if e is Evidence.ENOUGH) == [tuple(c) for c in classified]
+    assert sorted(k for k, e in zip(data.keys, data.evidence) if e.classified) == [tuple(c) for c in classified]
     assert {tuple(r) for r in rows} <= set(data.keys)  # plus the tracked boxes the run did not take for people
     assert data.classes == ("on_phone", "street")
 
