@@ -217,6 +217,15 @@ def write_model_and_card(model: ActionModel, card: dict, out: str | os.PathLike[
 REAL_VIDEO_TARGET = 0.85  # accuracy on labelled real clips, answered and all, the default model is held to
 
 
+def _threshold_rule(unknown_below: float) -> str:
+    """The card's sentence on ``unknown_below``: calibrated on real labels to where the model is more likely wrong than right."""
+    if unknown_below <= 0.0:
+        return ("no probability threshold (`unknown_below` 0.00: calibrated on real labels, the model's answers were"
+                " right more often than wrong at every confidence)")
+    return (f"a top probability under {unknown_below:.2f} (calibrated on real labels: where the model is more likely"
+            " wrong than right) gives `unknown`")
+
+
 def synthetic_card_markdown(card: dict) -> str:
     """The default model's card: what it is, what it was trained on, and, when measured, how it does on real video."""
     synthetic = card["test_accuracy"]
@@ -244,9 +253,10 @@ def synthetic_card_markdown(card: dict) -> str:
         " since the window's first frame, and the camera's own motion.",
         "- Evidence rules (`pipeline/clips.py`, applied before the model): a tracked box whose frames mostly show no"
         " person to the pose model (no plausible skeleton, pose confidence under 0.7) gets no row; fewer than 4"
-        " detections, or a usable skeleton in under half of them, give `unknown` without a guess; a top probability"
-        f" under {card.get('unknown_below', 0.0):.2f} (calibrated on real labels: where the model is more likely wrong"
-        " than right) gives `unknown`.",
+        " detections, or a usable skeleton in under half of them, give `unknown` without a guess; "
+        + _threshold_rule(card.get("unknown_below", 0.0))
+        + "; and `running`, `lying` or `falling` becomes `unknown` for a box the frame's edge cuts in half its frames"
+        " or more (a body entering the picture looks like a fall or a run).",
         "",
         "## Training data",
         "",
@@ -284,6 +294,9 @@ def synthetic_card_markdown(card: dict) -> str:
             *(["Per video (segments pooled), and for the videos scored in segments, by a model that saw no label of that video at all:",
                "", "```", real["per_video"], real.get("whole_video_out", ""), "```", ""] if real.get("per_video") else []),
             real.get("notes", ""),
+            *(["", "`unknown` thresholds chosen for each video on the other videos: "
+               + ", ".join(f"{video} {t:.2f}" for video, t in sorted(real["thresholds_per_video"].items())) + "."]
+              if real.get("thresholds_per_video") else []),
         ]
     else:
         lines.append("Not measured for this file: run `python bench/actions.py` on labelled real video.")
