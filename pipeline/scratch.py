@@ -22,6 +22,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from videolake.pipeline.errors import ConfigError
 
@@ -90,14 +91,16 @@ def sweep_leftovers(lake: str | None = None) -> list[Path]:
             removed.append(session)
     _remove_dangling(scratch / "ray" / "session_latest")
     if lake is not None and "://" not in lake and os.path.isdir(lake):
-        from videolake.pipeline.lake import STAGING
-
-        # Half-written files live beside their targets: the lake's marker, and the staging files and commit intents
-        # under _staging. The Delta tables (delta-rs's own files, their logs growing with every commit) are not walked.
-        top = [Path(lake) / f for f in os.listdir(lake) if f.startswith("_tmp-")]
-        staged = (Path(root) / f for root, _, files in os.walk(os.path.join(lake, STAGING)) for f in files if f.startswith("_tmp-"))
-        removed += [p for p in (*top, *staged) if p.is_file() and _stale(p) and _remove(p)]
+        removed += [p for p in _lake_tmp_files(lake) if _stale(p) and _remove(p)]
     return removed
+
+
+def _lake_tmp_files(lake: str) -> Iterator[Path]:
+    """The ``_tmp-`` files of a local lake: beside the marker, the staging files and intents, and (left by older
+    layouts or a killed writer) in the tables' folders. Delta logs are not walked: they grow with every commit."""
+    for root, dirs, files in os.walk(lake):
+        dirs[:] = [d for d in dirs if d != "_delta_log"]
+        yield from (Path(root) / f for f in files if f.startswith("_tmp-"))
 
 
 def remove_ray_sessions_of(pid: int) -> None:

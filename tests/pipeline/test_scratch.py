@@ -38,6 +38,8 @@ def test_the_sweep_removes_what_dead_processes_left_and_nothing_else(private_tmp
     scratch, host, dead, alive = scratch_dir(), process_tag().rsplit("-", 1)[0], _dead_pid(), os.getpid()
     lake = private_tmp / "lake" / "_staging" / "detections" / "config_hash=h" / "v"
     lake.mkdir(parents=True)
+    table, log = private_tmp / "lake" / "detections", private_tmp / "lake" / "detections" / "_delta_log"
+    log.mkdir(parents=True)
     (scratch / "ray").mkdir()
     session = scratch / "ray" / f"session_2026-11-30_16-29-06_517572_{dead}"
     (session / "logs").mkdir(parents=True)
@@ -56,6 +58,8 @@ def test_the_sweep_removes_what_dead_processes_left_and_nothing_else(private_tmp
         lake / f"_tmp-otherhost-{dead}-0a1b2c3d4e5f-c-s00005.parquet.inprogress": True,     # another host's writer
         lake / "c-s00000.parquet": True,
         private_tmp / "lake" / f"_tmp-{host}-{dead}-0a1b2c3d4e5f-_videolake.json.inprogress": False,  # the marker's
+        table / f"_tmp-{host}-{dead}-0a1b2c3d4e5f-x.parquet.inprogress": False,  # an older layout's, in a table's folder
+        log / f"_tmp-{host}-{dead}-0a1b2c3d4e5f-y.json.inprogress": True,  # Delta logs are not walked (not ours to write)
     }
     for path in planted:
         path.write_bytes(b"x")
