@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from videolake.pipeline.lake import MARKER
 from videolake.pipeline.query import run_sql
 from tests.conftest import FAST, videolake_bin
 
@@ -66,7 +67,7 @@ def _wait_for_runs(lake, count, server, log_path, new_ok=False, timeout_s=300):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert server.poll() is None, f"serve exited: {log_path.read_text()[-3000:]}"
-        if (lake / "runs").is_dir():
+        if (lake / MARKER).is_file():  # written last when the lake is made: its tables are all there
             rows = run_sql(lake, "SELECT * FROM runs ORDER BY started_at").to_pylist()
             if len(rows) >= count and (not new_ok or rows[-1]["videos_ok"] == 1):
                 return rows
