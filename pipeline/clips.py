@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -33,10 +33,10 @@ from videolake.pipeline.features import TrackSeries, skeleton_ok, window_feature
 from videolake.pipeline.motion import IDENTITY, CameraPose
 
 if TYPE_CHECKING:  # torch loads only where a model runs, not in the driver
-    from videolake.pipeline.actions import ActionModel
+    from videolake.pipeline.actions import ActionModel, ActionPrediction
 
-__all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator", "Evidence", "clip_evidence", "PERSON_CONFIDENCE",
-           "cut_by_frame"]
+__all__ = ["clip_index", "clip_bounds", "ClipRow", "ClipAccumulator", "Evidence", "clip_evidence", "classify_person_clips",
+           "PERSON_CONFIDENCE", "cut_by_frame"]
 
 # The pose model's own confidence that a person is in the crop, enough on its own (a seated
 # person seen from the chest up has no usable skeleton, but is a person).
@@ -77,6 +77,12 @@ def clip_evidence(window: TrackSeries, min_frames: int) -> Evidence:
     if n < min_frames or skeletons.sum() < 2 or skeletons.sum() * 2 < n:
         return Evidence.UNKNOWN
     return whole
+
+
+def classify_person_clips(model: ActionModel, sequences: Sequence[np.ndarray], evidence: Sequence[Evidence]) -> list[ActionPrediction]:
+    """What a run writes for each person clip (no ``NOT_A_PERSON`` here): the model's answer where the evidence
+    allows one, never ``actions.WHOLE_BODY_ACTIONS`` for a ``PARTIAL`` box. Inference and evaluation both call this."""
+    return model.classify(sequences, known=[e.classified for e in evidence], whole_body=[e is Evidence.ENOUGH for e in evidence])
 
 
 def cut_by_frame(window: TrackSeries) -> np.ndarray:
@@ -182,9 +188,8 @@ class ClipAccumulator:
         self._previous = {k: v for k, v in self._previous.items() if v[0] == index}
         self._tracks = {}
         kept = [d for d in decided if d[1] is not Evidence.NOT_A_PERSON]
-        predictions = self.model.classify([features for _, _, features, _ in kept],
-                                          known=[evidence.classified for _, evidence, _, _ in kept],
-                                          whole_body=[evidence is Evidence.ENOUGH for _, evidence, _, _ in kept])
+        predictions = classify_person_clips(self.model, [features for _, _, features, _ in kept],
+                                            [evidence for _, evidence, _, _ in kept])
         t_start_s, t_end_s = clip_bounds(index, self.clip_seconds)
         return [
             ClipRow(index, t_start_s, t_end_s, track_id, p.action, p.confidence, p.probs, len(series.t_s),

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from videolake.pipeline.actions import UNKNOWN, ActionModel
-from videolake.pipeline.clips import Evidence
+from videolake.pipeline.clips import Evidence, classify_person_clips
 
 __all__ = ["NOT_A_PERSON", "NO_ACTION", "LabelReport", "predict_like_inference", "score"]
 
@@ -33,8 +33,7 @@ NO_ACTION = "(no row)"   # what inference writes for a box it takes for no perso
 def predict_like_inference(model: ActionModel, sequences: Sequence[np.ndarray], evidence: Sequence[Evidence]) -> list[str]:
     """What a run would write for each (track, window): a class, ``unknown`` or ``NO_ACTION``."""
     rows = [i for i, e in enumerate(evidence) if e is not Evidence.NOT_A_PERSON]
-    predictions = model.classify([sequences[i] for i in rows], known=[evidence[i].classified for i in rows],
-                                 whole_body=[evidence[i] is Evidence.ENOUGH for i in rows])
+    predictions = classify_person_clips(model, [sequences[i] for i in rows], [evidence[i] for i in rows])
     out = [NO_ACTION] * len(sequences)
     for i, p in zip(rows, predictions):
         out[i] = p.action
