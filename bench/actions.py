@@ -22,6 +22,8 @@
    the synthetic data plus every real label, with the threshold chosen on all leave-one-out
    scores, and written with its model card to ``pipeline/models/actions_lstm.*``. The videos scored
    in segments are scored once more by a model that saw none of their labels (the strict figure).
+   Every model trained is kept in ``DIR/models`` and reused by a later ``--train`` while its recipe and
+   training data are the same, so a change of an inference rule is measured again in minutes.
 """
 
 from __future__ import annotations
@@ -112,14 +114,33 @@ def real_training_set(data, keep: np.ndarray, classes: tuple[str, ...]):  # noqa
     return x, np.array(y, dtype=np.int64)
 
 
-def train(synthetic, val, real, epochs: int, seed: int = 0):  # noqa: ANN001, ANN201
-    from videolake.pipeline.actions import ACTIONS
+def train(synthetic, val, real, epochs: int, seed: int = 0, cache: Path | None = None):  # noqa: ANN001, ANN201
+    """A model of the recipe on the synthetic set plus ``real``; kept in ``cache`` (a file) and reused from it
+    while its recipe and training data are the same (changing an inference rule need not retrain)."""
+    import hashlib
+
+    from videolake.pipeline.actions import ACTIONS, ActionModel
     from videolake.pipeline.train import TrainConfig, train_action_model
 
+    config = TrainConfig(epochs=epochs, seed=seed, members=MEMBERS, feature_dropout=FEATURE_DROPOUT, feature_noise=FEATURE_NOISE)
+    digest = hashlib.sha256(repr((config, len(synthetic[0]), REAL_REPEATS)).encode())
+    for part in (synthetic[0][:50], real[0][::REAL_REPEATS]):
+        for sequence in part:
+            digest.update(np.ascontiguousarray(sequence).tobytes())
+    digest.update(np.asarray(real[1]).tobytes())
+    key = digest.hexdigest()
+    if cache is not None and cache.exists():
+        model = ActionModel.load(cache)
+        if model.metadata.pop("bench_key", None) == key:
+            return model
     x = list(synthetic[0]) + list(real[0])
     y = np.concatenate([synthetic[1], real[1]]) if len(real[1]) else synthetic[1]
-    return train_action_model((x, y), val, ACTIONS, TrainConfig(epochs=epochs, seed=seed, members=MEMBERS,
-                                                                            feature_dropout=FEATURE_DROPOUT, feature_noise=FEATURE_NOISE))
+    model = train_action_model((x, y), val, ACTIONS, config)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        model.save(cache, {"bench_key": key})
+        model.metadata.pop("bench_key", None)
+    return model
 
 
 def written_at(model, data, rows: np.ndarray, threshold: float) -> list[str]:  # noqa: ANN001
@@ -135,14 +156,14 @@ def utility(truth: list[str], written: list[str], classes: tuple[str, ...]) -> f
     return sum(1.0 if t == w else -WRONG_COST for t, w in scored)
 
 
-def leave_one_video_out(data, folds: np.ndarray, synthetic, val, epochs: int):  # noqa: ANN001, ANN201
+def leave_one_video_out(data, folds: np.ndarray, synthetic, val, epochs: int, cache: Path):  # noqa: ANN001, ANN201
     """Per video: a model trained without its labels, and that model's probabilities for its clips."""
     from videolake.pipeline.actions import ACTIONS
 
     models = {}
     for fold in sorted(set(folds)):
         started = time.perf_counter()
-        models[fold] = train(synthetic, val, real_training_set(data, folds != fold, ACTIONS), epochs)
+        models[fold] = train(synthetic, val, real_training_set(data, folds != fold, ACTIONS), epochs, cache=cache / f"{fold}.safetensors")
         print(f"  fold {fold}: trained without its {int((folds == fold).sum())} labelled clips in {time.perf_counter() - started:.0f} s")
     return models
 
@@ -187,7 +208,7 @@ def per_video(truth: list[str], written: list[str], folds: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def whole_video_out(data, folds: np.ndarray, synthetic, val, epochs: int, threshold: float) -> str:  # noqa: ANN001
+def whole_video_out(data, folds: np.ndarray, synthetic, val, epochs: int, threshold: float, cache: Path) -> str:  # noqa: ANN001
     """Videos scored in segments, scored again by a model that saw none of their segments (the strict figure)."""
     from videolake.pipeline.actions import ACTIONS
 
@@ -197,7 +218,7 @@ def whole_video_out(data, folds: np.ndarray, synthetic, val, epochs: int, thresh
         mine = np.array([f.rsplit("_", 1)[0] == video for f in folds])
         if not mine.any():
             continue
-        model = train(synthetic, val, real_training_set(data, ~mine, ACTIONS), epochs)
+        model = train(synthetic, val, real_training_set(data, ~mine, ACTIONS), epochs, cache=cache / f"without_{video}.safetensors")
         written = written_at(model, data, np.flatnonzero(mine), threshold)
         rows = list(np.flatnonzero(mine))
         lines.append("without any label of its video: " + per_video([truth[i] for i in rows], written, np.array([video] * len(rows))))
@@ -234,14 +255,15 @@ def main() -> None:
     synthetic = generate_features(args.n_train, SYNTHETIC_SEEDS["train"])
     val = generate_features(max(600, args.n_train // 10), SYNTHETIC_SEEDS["val"])
     print(f"generated {args.n_train} synthetic sequences in {time.perf_counter() - started:.0f} s")
-    models = leave_one_video_out(data, folds, synthetic, val, args.epochs)
+    cache = args.workdir / "models"  # fold models, reused while recipe and data are the same
+    models = leave_one_video_out(data, folds, synthetic, val, args.epochs, cache)
     report, chosen, threshold, written = lovo_report(data, folds, models)
     by_video = per_video(truth, written, folds)
-    strict = whole_video_out(data, folds, synthetic, val, args.epochs, threshold)
+    strict = whole_video_out(data, folds, synthetic, val, args.epochs, threshold, cache)
     print("leave-one-video-out, thresholds chosen on the other videos " + json.dumps(chosen) + "\n" + report.table()
           + "\nper video:\n" + by_video + "\n" + strict)
 
-    final = train(synthetic, val, real_training_set(data, np.ones(len(folds), bool), ACTIONS), args.epochs)
+    final = train(synthetic, val, real_training_set(data, np.ones(len(folds), bool), ACTIONS), args.epochs, cache=cache / "final.safetensors")
     test = generate_features(max(1200, args.n_train // 5), SYNTHETIC_SEEDS["test"])
     card = synthetic_card(final, test, args.n_train, 0, threshold)
     videos_text = ", ".join(f"{f} {int((folds == f).sum())}" for f in sorted(set(folds)))

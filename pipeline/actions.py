@@ -18,9 +18,10 @@ __all__ = ["ACTIONS", "UNKNOWN", "WHOLE_BODY_ACTIONS", "ActionLSTM", "ActionEnse
 
 ACTIONS = ("standing", "walking", "running", "sitting", "lying", "falling")
 UNKNOWN = "unknown"
-# Told from the whole body's shape or its speed across the picture: never said of a box the frame's edge cuts
-# (``clips.Evidence.PARTIAL``), whose shape and motion are then the edge's as much as the body's.
-WHOLE_BODY_ACTIONS = ("running", "lying", "falling")
+# Told from the whole body's shape, its legs against its hips, or its speed across the picture: never said of a box
+# the frame's edge cuts (``clips.Evidence.PARTIAL``), whose shape and motion are then the edge's as much as the body's.
+# A body cut at the bottom has hips and no legs, which is what sitting looks like to the features.
+WHOLE_BODY_ACTIONS = ("running", "sitting", "lying", "falling")
 
 
 class ActionLSTM(nn.Module):

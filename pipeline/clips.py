@@ -13,10 +13,11 @@ What a tracked box gets in a window (``clip_evidence``, shared with training on 
   (with pose) fewer than two frames with a usable skeleton, or usable skeletons in under half the frames;
 - otherwise the action model's class, or ``unknown`` when its top probability is under the
   model's calibrated threshold (``ActionModel.classify``);
-- but never ``running``, ``lying`` or ``falling`` (``unknown`` instead, the probabilities kept) for a
-  box cut by the frame's edge in half its frames or more (``Evidence.PARTIAL``): a body entering or
-  leaving the picture makes a box that widens, shortens and slides, which is what a fall or a run
-  looks like, and the rest of the body is not there to say otherwise.
+- but never ``running``, ``sitting``, ``lying`` or ``falling`` (``unknown`` instead, the probabilities
+  kept) for a box cut by the frame's edge in half its frames or more (``Evidence.PARTIAL``): a body
+  entering or leaving the picture makes a box that widens, shortens and slides, which is what a fall
+  or a run looks like; a body cut at the bottom has hips and no legs, which is what sitting looks like;
+  and the rest of the body is not there to say otherwise.
 """
 
 from __future__ import annotations

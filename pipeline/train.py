@@ -255,8 +255,9 @@ def synthetic_card_markdown(card: dict) -> str:
         " person to the pose model (no plausible skeleton, pose confidence under 0.7) gets no row; fewer than 4"
         " detections, or a usable skeleton in under half of them, give `unknown` without a guess; "
         + _threshold_rule(card.get("unknown_below", 0.0))
-        + "; and `running`, `lying` or `falling` becomes `unknown` for a box the frame's edge cuts in half its frames"
-        " or more (a body entering the picture looks like a fall or a run).",
+        + "; and `running`, `sitting`, `lying` or `falling` becomes `unknown` for a box the frame's edge cuts in half"
+        " its frames or more (a body entering the picture looks like a fall or a run, and one cut at the bottom, hips"
+        " without legs, like a seated one).",
         "",
         "## Training data",
         "",

@@ -14,7 +14,11 @@ from videolake.pipeline.samples import write_samples
 from tests.media import make_corpus
 
 # Small, fast settings for end-to-end tests: the real models on real video, fewer pixels and frames.
-FAST = {"imgsz": 320, "analysis_fps": 4.0, "batch": 8}
+# FAST_POSE runs the pose model too (the library's tests, and the lake the render and label tests read);
+# FAST is box-only, for the tests of orchestration (flows, workers, CLI, buckets, clusters): at these
+# settings pose costs about as much as the detector, and what those tests check does not depend on it.
+FAST_POSE = {"imgsz": 320, "analysis_fps": 4.0, "batch": 8}
+FAST = {**FAST_POSE, "pose": "none"}
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001

@@ -1,7 +1,7 @@
 """A real lake from the sample videos, built once per test session through the library.
 
 The real default models (detector, pose, actions) analyse ``carphone_pristine.mp4`` and ``bikes.mp4`` with the fast
-test settings (``FAST``); the videos and runs rows are written as a run writes them. No
+test settings with pose (``FAST_POSE``); the videos and runs rows are written as a run writes them. No
 Ray and no Prefect: tests of the library get a lake in seconds.
 """
 
@@ -23,7 +23,7 @@ from videolake.pipeline.models import resolve_actions, resolve_detector, resolve
 from videolake.pipeline.shards import plan_shards
 from videolake.pipeline.sources import discover
 from videolake.pipeline.stitch import finalize_video
-from tests.conftest import FAST
+from tests.conftest import FAST_POSE
 
 SAMPLE_NAMES = ("carphone_pristine.mp4", "bikes.mp4")
 RUN_ID = "real-lake-run"
@@ -48,7 +48,7 @@ def real_lake(samples_dir: Path) -> RealLake:
 
 
 def _build(samples_dir: Path, lake: Path) -> RealLake:
-    cfg = RunConfig(**FAST, device="cpu")
+    cfg = RunConfig(**FAST_POSE, device="cpu")
     detector_info, actions_info, pose_info = resolve_detector("default"), resolve_actions("default"), resolve_pose("default")
     config_hash = cfg.config_hash(detector_info.sha256, actions_info.sha256, pose_info.sha256)
     detector = Detector(detector_info.path, imgsz=cfg.imgsz, conf=cfg.conf, device="cpu")

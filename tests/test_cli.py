@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import videolake_bin
 
-FAST_FLAGS = ["--imgsz", "320", "--analysis-fps", "4", "--quiet"]
+FAST_FLAGS = ["--imgsz", "320", "--analysis-fps", "4", "--pose", "none", "--quiet"]
 
 
 def vl(*args, env=None, timeout=600):

@@ -13,7 +13,7 @@ from tests.conftest import videolake_bin
 from tests.pipeline.test_report import chromium_page_status
 from tests.synthetic_lake import CLASS_NAMES, write_synthetic_lake
 
-FAST_FLAGS = ["--imgsz", "320", "--analysis-fps", "4", "--quiet"]
+FAST_FLAGS = ["--imgsz", "320", "--analysis-fps", "4", "--pose", "none", "--quiet"]
 
 
 def vl(*args, env=None, timeout=600):

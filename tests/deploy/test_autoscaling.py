@@ -55,7 +55,7 @@ def test_autoscaling_a_backlog_on_a_head_without_cpus_brings_worker_nodes_up_and
     assert [(n["alive"], n["cpus"]) for n in head] == [(True, 0)]  # nothing but a head with no CPU
     video = looped_video(tmp_path / "street.mp4", seconds=24).path  # 12 shards of 2 s
     argv = [videolake_bin(), "run", str(video), "--out", str(tmp_path / "lake"), "--imgsz", str(FAST["imgsz"]),
-            "--analysis-fps", str(FAST["analysis_fps"]), "--shard-seconds", "2", "--device", "cpu",
+            "--analysis-fps", str(FAST["analysis_fps"]), "--pose", FAST["pose"], "--shard-seconds", "2", "--device", "cpu",
             "--ray-address", autoscaling_cluster["exports"]["RAY_ADDRESS"], "--max-workers", "2", "-q"]
     t0 = time.perf_counter()
     run = subprocess.run(argv, env={**autoscaling_cluster["env"], "PYTHONUNBUFFERED": "1"}, capture_output=True,

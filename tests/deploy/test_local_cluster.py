@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "local" / "cluster.py"
-RUN_ARGS = ["--imgsz", str(FAST["imgsz"]), "--analysis-fps", str(FAST["analysis_fps"]), "--shard-seconds", "2",
+RUN_ARGS = ["--imgsz", str(FAST["imgsz"]), "--analysis-fps", str(FAST["analysis_fps"]), "--pose", FAST["pose"], "--shard-seconds", "2",
             "--device", "cpu", "-q"]
 DETECTIONS = ("SELECT video_id, frame_index, track_id, class_name, round(confidence, 3) AS confidence, "
               "round(x1) AS x1, round(y1) AS y1, round(x2) AS x2, round(y2) AS y2 FROM detections ORDER BY ALL")

@@ -21,7 +21,7 @@ from videolake.pipeline.query import run_sql
 from tests.conftest import FAST, videolake_bin
 from tests.objectstore import ACCESS_KEY, SECRET, flaky_proxy, proxy_stats
 
-FAST_FLAGS = ["--imgsz", "320", "--analysis-fps", "4", "--shard-seconds", "4", "--quiet"]
+FAST_FLAGS = ["--imgsz", "320", "--analysis-fps", "4", "--pose", "none", "--shard-seconds", "4", "--quiet"]
 RESULT_SQL = """
     SELECT regexp_extract(v.uri, '[^/]+$') AS file, d.frame_index, d.track_id, d.class_id,
            round(d.x1, 1) AS x1, round(d.y1, 1) AS y1, round(d.x2, 1) AS x2, round(d.y2, 1) AS y2

@@ -11,12 +11,12 @@ from videolake.pipeline.detect import Detector
 from videolake.pipeline.shards import Shard, plan_shards
 from videolake.pipeline.models import default_actions_path, default_detector_path
 from videolake.pipeline.sources import video_id_for
-from tests.conftest import FAST
+from tests.conftest import FAST_POSE
 
 
 @pytest.fixture(scope="module")
 def analyzer():
-    cfg = RunConfig(**FAST)
+    cfg = RunConfig(**FAST_POSE)
     detector = Detector(str(default_detector_path()), imgsz=cfg.imgsz, conf=cfg.conf, device="cpu")
     return VideoAnalyzer(cfg, detector, ActionModel.load(default_actions_path()), load_pose(cfg, detector))
 

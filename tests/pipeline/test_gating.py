@@ -179,9 +179,9 @@ def models():
     from videolake.pipeline.analyze import load_pose
     from videolake.pipeline.detect import Detector
     from videolake.pipeline.models import default_actions_path, default_detector_path
-    from tests.conftest import FAST
+    from tests.conftest import FAST_POSE
 
-    cfg = RunConfig(**FAST)
+    cfg = RunConfig(**FAST_POSE)
     detector = Detector(str(default_detector_path()), imgsz=cfg.imgsz, conf=cfg.conf, device="cpu")
     return cfg, detector, ActionModel.load(default_actions_path()), load_pose(cfg, detector)
 
