@@ -5,6 +5,13 @@ every side), scaled to ``imgsz`` pixels, and all crops of a batch of frames go t
 model together. In each crop the predicted person whose box best matches the detector's box
 (IoU >= ``MIN_MATCH_IOU``) gives the keypoints, mapped back to frame pixels.
 
+A box wider than tall may hold a person lying down, whom a COCO pose model trained on upright
+people does not see. Such a box is also cut turned a quarter each way; a turned crop's skeleton
+replaces the upright one only when the pose model is confident of it (``TURNED_MIN_CONFIDENCE``)
+and more so than of the upright one. Measured on real footage turned on its side, people lying
+across the picture got a confident skeleton in most frames of the crop that stands them up, and
+objects lying flat (a bag on a lawn, a rock) never did (docs/models.md).
+
 Why crops rather than the pose model on whole frames: the default person detector finds small
 people (50-100 px) that a COCO pose model at 640 px misses, and a 192 px crop of a person costs
 about 1/20 of a detector frame (see docs/models.md for the figures).
@@ -33,34 +40,56 @@ N_KEYPOINTS = len(KEYPOINT_NAMES)
 SKELETON = ((5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
             (0, 5), (0, 6))
 MIN_MATCH_IOU = 0.3
+TURNED_MIN_CONFIDENCE = 0.7  # the pose model's person confidence a quarter-turned crop needs to count
 _MAX_CROPS_PER_CALL = 64
 
 
 @dataclass(frozen=True)
 class CropBox:
-    """A square cut of a frame: frame pixel = crop pixel * ``scale`` + (``x0_px``, ``y0_px``)."""
+    """A square cut of a frame, ``size_px`` wide, turned ``quarter_turns`` x 90 degrees anticlockwise.
+
+    Before turning, frame pixel = crop pixel * ``scale`` + (``x0_px``, ``y0_px``).
+    """
 
     x0_px: float
     y0_px: float
     scale: float
+    size_px: int = 0
+    quarter_turns: int = 0
 
     def to_crop(self, xyxy: np.ndarray) -> np.ndarray:
-        return (np.asarray(xyxy, np.float32) - [self.x0_px, self.y0_px, self.x0_px, self.y0_px]) / self.scale
+        """A box in frame pixels as a box in the (turned) crop's pixels."""
+        x1, y1, x2, y2 = np.asarray(xyxy, np.float32)
+        corners = self._turn((np.array([[x1, y1], [x2, y2]], np.float32) - [self.x0_px, self.y0_px]) / self.scale, self.quarter_turns)
+        return np.concatenate([corners.min(axis=0), corners.max(axis=0)])
 
     def to_frame(self, xy: np.ndarray) -> np.ndarray:
-        return np.asarray(xy, np.float32) * self.scale + [self.x0_px, self.y0_px]
+        """Points (n, 2) in the (turned) crop's pixels as frame pixels."""
+        return self._turn(np.asarray(xy, np.float32), -self.quarter_turns) * self.scale + [self.x0_px, self.y0_px]
+
+    def _turn(self, xy: np.ndarray, quarter_turns: int) -> np.ndarray:
+        """Points as ``np.rot90(crop, quarter_turns)`` moves them (x right, y down)."""
+        xy = np.asarray(xy, np.float32).reshape(-1, 2)
+        for _ in range(quarter_turns % 4):
+            xy = np.stack([xy[:, 1], self.size_px - xy[:, 0]], axis=1)
+        return xy
 
 
-def square_crop(image: np.ndarray, xyxy: np.ndarray, size_px: int, margin: float) -> tuple[np.ndarray, CropBox]:
-    """A ``size_px`` square around the box (its longer side plus ``margin`` of it on each side), grey outside the frame."""
+def square_crop(
+    image: np.ndarray, xyxy: np.ndarray, size_px: int, margin: float, quarter_turns: int = 0,
+) -> tuple[np.ndarray, CropBox]:
+    """A ``size_px`` square around the box (its longer side plus ``margin`` of it on each side), grey outside the frame.
+
+    ``quarter_turns`` turns the square 90 degrees anticlockwise that many times (negative: clockwise).
+    """
     import cv2
 
     x1, y1, x2, y2 = (float(v) for v in xyxy)
     side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * margin)
-    box = CropBox((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side / size_px)
+    box = CropBox((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side / size_px, size_px, quarter_turns)
     matrix = np.array([[1 / box.scale, 0, -box.x0_px / box.scale], [0, 1 / box.scale, -box.y0_px / box.scale]], np.float32)
     crop = cv2.warpAffine(image, matrix, (size_px, size_px), flags=cv2.INTER_LINEAR, borderValue=(114, 114, 114))
-    return crop, box
+    return (np.ascontiguousarray(np.rot90(crop, quarter_turns)) if quarter_turns % 4 else crop), box
 
 
 class PoseEstimator:
@@ -96,9 +125,11 @@ class PoseEstimator:
         for f, (image, dets) in enumerate(zip(images, detections)):
             for i in np.flatnonzero(dets.tracker_id >= 0):
                 if int(dets.class_id[i]) in person_ids:
-                    crop, box = square_crop(image, dets.xyxy[i], self.imgsz, self.margin)
-                    crops.append(crop)
-                    jobs.append((f, int(i), box))
+                    x1, y1, x2, y2 = dets.xyxy[i]
+                    for turns in (0, 1, -1) if x2 - x1 > y2 - y1 else (0,):  # wide: maybe lying, stand it up
+                        crop, box = square_crop(image, dets.xyxy[i], self.imgsz, self.margin, turns)
+                        crops.append(crop)
+                        jobs.append((f, int(i), box))
         keypoints = [np.zeros((len(d), N_KEYPOINTS, 3), np.float32) for d in detections]
         pose_confidence = [np.zeros(len(d), np.float32) for d in detections]
         results = [r for start in range(0, len(crops), _MAX_CROPS_PER_CALL)
@@ -108,6 +139,8 @@ class PoseEstimator:
             if match is None:
                 continue
             kp, person_conf = match
+            if box.quarter_turns and (person_conf < TURNED_MIN_CONFIDENCE or person_conf <= pose_confidence[f][i]):
+                continue  # a turned crop's skeleton counts only where it is confident, and more than upright
             keypoints[f][i, :, :2] = box.to_frame(kp[:, :2])
             keypoints[f][i, :, 2] = kp[:, 2]
             pose_confidence[f][i] = person_conf

@@ -116,8 +116,8 @@ def test_the_shipped_model_answers_the_labelled_real_footage_as_its_card_says(tm
     card = json.loads(default_actions_path().with_suffix(".json").read_text())
     measured = json.loads((work / "report.json").read_text())
     assert measured["person_clips"] == card["real_video"]["person_clips"]
-    # Measured when this model was trained: precision 1.0 for every class it answered, recall 0.75 standing,
-    # 0.90 walking; 83 % of person clips answered; 93 of 93 non-people without a row.
+    # Measured when this model was trained (PIPELINE_VERSION 5): precision 1.0 standing, 0.99 walking, 1.0 sitting,
+    # recall 0.74 standing, 0.90 walking; 83 % of person clips answered; 93 of 93 non-people without a row.
     for c in ("standing", "walking"):
         assert measured["per_class"][c]["precision"] >= 0.95 and measured["per_class"][c]["recall"] >= 0.5, measured
     assert measured["accuracy_answered"] >= 0.95 and measured["accuracy_all"] > measured["majority_accuracy"]

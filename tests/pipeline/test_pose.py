@@ -7,7 +7,7 @@ from videolake.pipeline.features import skeleton_ok
 from videolake.pipeline.models import default_detector_path, default_pose_path, resolve_pose
 from videolake.pipeline.pose import CropBox, PoseEstimator, square_crop
 from videolake.pipeline.track import Tracker
-from tests.media import real_frames
+from tests.media import footage_path, frames_at, real_frames
 
 
 def test_a_crop_maps_frame_pixels_to_crop_pixels_and_back():
@@ -22,6 +22,26 @@ def test_a_crop_maps_frame_pixels_to_crop_pixels_and_back():
     assert crop[32, 32].tolist() == [255, 255, 255]  # the box's centre is the crop's centre
     corner, _ = square_crop(image, np.array([0, 0, 10, 10]), 32, margin=1.0)
     assert corner[0, 0].tolist() == [114, 114, 114]  # outside the frame: grey, as Ultralytics pads
+
+
+def test_a_turned_crop_turns_the_box_and_maps_its_points_back_to_the_frame():
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[30:40, 95:105] = 255  # the top of the box
+    xyxy = np.array([90, 30, 110, 70])
+    upright, _ = square_crop(image, xyxy, 64, margin=0.25)
+    left, box = square_crop(image, xyxy, 64, margin=0.25, quarter_turns=1)  # anticlockwise: the top goes left
+    right, back = square_crop(image, xyxy, 64, margin=0.25, quarter_turns=-1)
+    np.testing.assert_array_equal(left, np.rot90(upright)) and np.testing.assert_array_equal(right, np.rot90(upright, -1))
+    assert left[32, :20].max() == 255 and left[32, 44:].max() == 0
+    assert right[32, 44:].max() == 255 and right[32, :20].max() == 0
+    # The box, 20 wide and 40 tall, is 40 wide and 20 tall in a turned crop, still centred.
+    x1, y1, x2, y2 = box.to_crop(xyxy)
+    assert (x2 - x1, y2 - y1) == pytest.approx((40 / box.scale, 20 / box.scale)) and (x1 + x2) / 2 == pytest.approx(32)
+    points = np.array([[95.0, 31.0], [108.0, 66.0], [90.0, 70.0]])
+    for turned in (box, back):  # frame -> crop -> frame is the identity
+        inside = np.stack([turned.to_crop([x, y, x, y])[:2] for x, y in points])
+        np.testing.assert_allclose(turned.to_frame(inside), points, atol=1e-3)
+    assert left[tuple(np.round(box.to_crop([100, 35, 100, 35])[[1, 0]]).astype(int))].tolist() == [255, 255, 255]
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +105,29 @@ def test_pose_weights_resolve_by_name_none_or_path(tmp_path):
     assert default.path.endswith("yolo11n-pose.pt") and len(default.sha256) == 64
     with pytest.raises(ModelError, match="pose weights not found"):
         resolve_pose(str(tmp_path / "missing-pose.pt"))
+
+
+def test_people_lying_across_the_picture_get_a_skeleton_along_their_body(pose):
+    """Real people turned on their side (vtest.avi turned a quarter): the pose model, trained on upright
+    people, finds them only in a crop turned to stand them up; the skeleton comes back lying, in frame pixels."""
+    vtest = footage_path("vtest.avi")
+    assert vtest is not None, "needs OpenCV's vtest.avi in the venv (make install puts it there)"
+    frames = [np.ascontiguousarray(np.rot90(f, -1)) for f in frames_at(vtest, 12.0, 20.0, fps=5)]  # clockwise
+    detector = Detector(str(default_detector_path()), imgsz=640, conf=0.25, device="cpu")
+    tracker = Tracker(fps=5)
+    tracked = [tracker.update(d, f) for f, d in zip(frames, detector(frames))]
+    posed = pose(frames, tracked, person_ids={0, 1})
+    lying = usable = 0
+    for dets in posed:
+        wide = (dets.xyxy[:, 2] - dets.xyxy[:, 0]) > 1.5 * (dets.xyxy[:, 3] - dets.xyxy[:, 1])
+        ok = skeleton_ok(dets.keypoints, dets.pose_confidence)
+        for i in np.flatnonzero(wide & (dets.tracker_id >= 0)):
+            lying += 1
+            if ok[i]:
+                usable += 1
+                kp = dets.keypoints[i]
+                shoulders, hips = kp[[5, 6], :2].mean(0), kp[[11, 12], :2].mean(0)
+                assert abs(shoulders[0] - hips[0]) > abs(shoulders[1] - hips[1])  # the torso lies across the picture
+                x1, y1, x2, y2 = dets.xyxy[i]
+                assert x1 - 10 <= hips[0] <= x2 + 10 and y1 - 10 <= hips[1] <= y2 + 10
+    assert lying >= 10 and usable >= 0.8 * lying, (usable, lying)
