@@ -19,7 +19,9 @@ RUNTIMES = ("auto", "torch", "onnx")
 MOTION_GATES = ("auto", "on", "off")  # see pipeline/gating.py
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".ts")
 # Bump when a change in the pipeline's logic changes results for the same settings and models.
-PIPELINE_VERSION = 5  # 2: pose per person, pose-aware actions with sitting and abstention; 3: the frame-edge rule (Evidence.PARTIAL); 4: no sitting for PARTIAL; 5: wide boxes posed turned too (lying people)
+# 2: pose per person, pose-aware actions with sitting and abstention; 3: the frame-edge rule (Evidence.PARTIAL);
+# 4: no sitting for PARTIAL; 5: wide boxes posed in turned crops too (people lying down).
+PIPELINE_VERSION = 5
 
 # Settings that change what lands in the lake (they go into config_hash). The others
 # (device, workers, max_workers, ray_address, batch, decoders, runtime, limits) only change where, how fast and what is
