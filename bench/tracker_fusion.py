@@ -19,10 +19,8 @@ from videolake.pipeline.track import Tracker
 from videolake.pipeline.models import default_detector_path
 
 det = Detector(str(default_detector_path()), imgsz=640, conf=0.25, device="cpu")
-for name, turn in (("turned", True), ("upright", False)):
-    frames = frames_at(footage_path("vtest.avi"), 12.0, 20.0, fps=8)
-    if turn:
-        frames = [np.ascontiguousarray(np.rot90(f, -1)) for f in frames]
+upright = frames_at(footage_path("vtest.avi"), 12.0, 20.0, fps=8)
+for name, frames in (("turned", [np.ascontiguousarray(np.rot90(f, -1)) for f in upright]), ("upright", upright)):
     dets = det(frames)
     for fuse in (True, False):
         tr = Tracker(fps=8)

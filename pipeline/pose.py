@@ -8,9 +8,9 @@ model together. In each crop the predicted person whose box best matches the det
 A box wider than tall may hold a person lying down, whom a COCO pose model trained on upright
 people does not see. Such a box is also cut turned a quarter each way; a turned crop's skeleton
 replaces the upright one only when the pose model is confident of it (``TURNED_MIN_CONFIDENCE``)
-and more so than of the upright one. Measured on real footage turned on its side, people lying
-across the picture got a confident skeleton in most frames of the crop that stands them up, and
-objects lying flat (a bag on a lawn, a rock) never did (docs/models.md).
+and more so than of the upright one. Measured on real footage turned on its side, most people lying
+across the picture got a usable skeleton only from the crop that stands them up; on the labelled
+upright footage it changed no clip's answer (docs/models.md).
 
 Why crops rather than the pose model on whole frames: the default person detector finds small
 people (50-100 px) that a COCO pose model at 640 px misses, and a 192 px crop of a person costs
@@ -20,7 +20,7 @@ about 1/20 of a detector frame (see docs/models.md for the figures).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +28,7 @@ import numpy as np
 from videolake.pipeline.detect import Detections, load_yolo, resolve_device, set_onnx_threads
 from videolake.pipeline.errors import ModelError
 
-__all__ = ["KEYPOINT_NAMES", "SKELETON", "N_KEYPOINTS", "PoseEstimator", "CropBox", "square_crop"]
+__all__ = ["KEYPOINT_NAMES", "SKELETON", "N_KEYPOINTS", "PoseEstimator", "CropBox", "square_crop", "turn_crop"]
 
 KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -86,10 +86,17 @@ def square_crop(
 
     x1, y1, x2, y2 = (float(v) for v in xyxy)
     side = max(x2 - x1, y2 - y1, 1.0) * (1 + 2 * margin)
-    box = CropBox((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side / size_px, size_px, quarter_turns)
+    box = CropBox((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side / size_px, size_px)
     matrix = np.array([[1 / box.scale, 0, -box.x0_px / box.scale], [0, 1 / box.scale, -box.y0_px / box.scale]], np.float32)
     crop = cv2.warpAffine(image, matrix, (size_px, size_px), flags=cv2.INTER_LINEAR, borderValue=(114, 114, 114))
-    return (np.ascontiguousarray(np.rot90(crop, quarter_turns)) if quarter_turns % 4 else crop), box
+    return turn_crop(crop, box, quarter_turns)
+
+
+def turn_crop(crop: np.ndarray, box: CropBox, quarter_turns: int) -> tuple[np.ndarray, CropBox]:
+    """An upright crop and its box turned ``quarter_turns`` x 90 degrees anticlockwise (negative: clockwise)."""
+    if quarter_turns % 4 == 0:
+        return crop, box
+    return np.ascontiguousarray(np.rot90(crop, quarter_turns)), replace(box, quarter_turns=quarter_turns)
 
 
 class PoseEstimator:
@@ -125,9 +132,10 @@ class PoseEstimator:
         for f, (image, dets) in enumerate(zip(images, detections)):
             for i in np.flatnonzero(dets.tracker_id >= 0):
                 if int(dets.class_id[i]) in person_ids:
+                    upright = square_crop(image, dets.xyxy[i], self.imgsz, self.margin)
                     x1, y1, x2, y2 = dets.xyxy[i]
                     for turns in (0, 1, -1) if x2 - x1 > y2 - y1 else (0,):  # wide: maybe lying, stand it up
-                        crop, box = square_crop(image, dets.xyxy[i], self.imgsz, self.margin, turns)
+                        crop, box = turn_crop(*upright, turns)
                         crops.append(crop)
                         jobs.append((f, int(i), box))
         keypoints = [np.zeros((len(d), N_KEYPOINTS, 3), np.float32) for d in detections]

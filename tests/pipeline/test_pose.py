@@ -31,7 +31,8 @@ def test_a_turned_crop_turns_the_box_and_maps_its_points_back_to_the_frame():
     upright, _ = square_crop(image, xyxy, 64, margin=0.25)
     left, box = square_crop(image, xyxy, 64, margin=0.25, quarter_turns=1)  # anticlockwise: the top goes left
     right, back = square_crop(image, xyxy, 64, margin=0.25, quarter_turns=-1)
-    np.testing.assert_array_equal(left, np.rot90(upright)) and np.testing.assert_array_equal(right, np.rot90(upright, -1))
+    np.testing.assert_array_equal(left, np.rot90(upright))
+    np.testing.assert_array_equal(right, np.rot90(upright, -1))
     assert left[32, :20].max() == 255 and left[32, 44:].max() == 0
     assert right[32, 44:].max() == 255 and right[32, :20].max() == 0
     # The box, 20 wide and 40 tall, is 40 wide and 20 tall in a turned crop, still centred.
