@@ -81,8 +81,9 @@ def analyse(workdir: Path, videos: Path) -> Path:
     return lake
 
 
-def labelled(workdir: Path, lake: Path):  # noqa: ANN201 - (LabelledSequences, folds)
-    """The labelled clips of the lake and, for each, its video (the street film split in three)."""
+def labelled(workdir: Path, lake: Path):  # noqa: ANN201 - (LabelledSequences, folds, folds of data.missed)
+    """The labelled clips of the lake and, for each, its video (the street film split in three); the same for the
+    labelled clips that got no tracked box of their own (scored as no row)."""
     from videolake.pipeline.labels import load_labelled_sequences
     from videolake.pipeline.render import lake_connection
 
@@ -94,13 +95,13 @@ def labelled(workdir: Path, lake: Path):  # noqa: ANN201 - (LabelledSequences, f
         names = dict(con.execute("SELECT video_id, uri FROM videos").fetchall())
     finally:
         con.close()
-    folds = []
-    for video_id, _, clip in data.keys:
+
+    def fold(video_id: str, clip: int) -> str:
         name = Path(names[video_id]).stem
-        if name in SEGMENT_S:
-            name += "_" + "abc"[min(2, int(clip * 2.0 // SEGMENT_S[name]))]
-        folds.append(name)
-    return data, np.array(folds)
+        return name + "_" + "abc"[min(2, int(clip * 2.0 // SEGMENT_S[name]))] if name in SEGMENT_S else name
+
+    return (data, np.array([fold(v, k) for v, _, k in data.keys]),
+            np.array([fold(m.video_id, m.clip_index) for m in data.missed], dtype=object))
 
 
 def real_training_set(data, keep: np.ndarray, classes: tuple[str, ...]):  # noqa: ANN001, ANN201
@@ -168,7 +169,7 @@ def leave_one_video_out(data, folds: np.ndarray, synthetic, val, epochs: int, ca
     return models
 
 
-def lovo_report(data, folds: np.ndarray, models: dict):  # noqa: ANN001, ANN201
+def lovo_report(data, folds: np.ndarray, models: dict):  # noqa: ANN001, ANN201 - data.missed count as no row
     """Thresholds chosen on the other videos, answers written per video, pooled into one report."""
     from videolake.pipeline.actions import ACTIONS
     from videolake.pipeline.evaluation import score
@@ -187,18 +188,23 @@ def lovo_report(data, folds: np.ndarray, models: dict):  # noqa: ANN001, ANN201
     overall = {t: sum(utility([truth[i] for i in np.flatnonzero(folds == g)], per_fold[g][t], ACTIONS) for g in models)
                for t in THRESHOLDS}
     threshold = float(max(THRESHOLDS, key=lambda t: (overall[t], -t)))
-    return score(ACTIONS, truth, written), chosen, threshold, written
+    return score(ACTIONS, truth, written, [m.action for m in data.missed]), chosen, threshold, written
 
 
-def per_video(truth: list[str], written: list[str], folds: np.ndarray) -> str:
-    """One line per video (segments pooled): accuracy, answered accuracy, standing and walking precision/recall."""
+def per_video(truth: list[str], written: list[str], folds: np.ndarray, missed: list = (), missed_folds: np.ndarray = ()) -> str:
+    """One line per video (segments pooled): accuracy, answered accuracy, standing and walking precision/recall
+    (``missed``: the actions of labelled clips with no tracked box of their own, in ``missed_folds``)."""
     from videolake.pipeline.actions import ACTIONS
     from videolake.pipeline.evaluation import score
 
+    def video_of(f: str) -> str:
+        return f.rsplit("_", 1)[0] if f.rsplit("_", 1)[0] in SEGMENT_S else f
+
     lines = []
-    for video in sorted({f.rsplit("_", 1)[0] if f.rsplit("_", 1)[0] in SEGMENT_S else f for f in folds}):
-        rows = [i for i, f in enumerate(folds) if f == video or f.rsplit("_", 1)[0] == video]
-        r = score(ACTIONS, [truth[i] for i in rows], [written[i] for i in rows])
+    for video in sorted({video_of(f) for f in [*folds, *missed_folds]}):
+        rows = [i for i, f in enumerate(folds) if video_of(f) == video]
+        lost = [m for m, f in zip(missed, missed_folds) if video_of(f) == video]
+        r = score(ACTIONS, [truth[i] for i in rows], [written[i] for i in rows], lost)
         if not r.n_person_clips:
             continue
         pr = " ".join(f"{c} {r.per_class[c]['precision']:.2f}/{r.per_class[c]['recall']:.2f}" for c in ("standing", "walking")
@@ -208,7 +214,8 @@ def per_video(truth: list[str], written: list[str], folds: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def whole_video_out(data, folds: np.ndarray, synthetic, val, epochs: int, threshold: float, cache: Path) -> str:  # noqa: ANN001
+def whole_video_out(data, folds: np.ndarray, missed_folds: np.ndarray, synthetic, val, epochs: int, threshold: float,  # noqa: ANN001
+                    cache: Path) -> str:
     """Videos scored in segments, scored again by a model that saw none of their segments (the strict figure)."""
     from videolake.pipeline.actions import ACTIONS
 
@@ -221,7 +228,9 @@ def whole_video_out(data, folds: np.ndarray, synthetic, val, epochs: int, thresh
         model = train(synthetic, val, real_training_set(data, ~mine, ACTIONS), epochs, cache=cache / f"without_{video}.safetensors")
         written = written_at(model, data, np.flatnonzero(mine), threshold)
         rows = list(np.flatnonzero(mine))
-        lines.append("without any label of its video: " + per_video([truth[i] for i in rows], written, np.array([video] * len(rows))))
+        lost = [m.action for m, f in zip(data.missed, missed_folds) if f.rsplit("_", 1)[0] == video]
+        lines.append("without any label of its video: " + per_video([truth[i] for i in rows], written, np.array([video] * len(rows)),
+                                                                  lost, np.array([video] * len(lost))))
     return "\n".join(lines)
 
 
@@ -234,16 +243,17 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from videolake.pipeline.actions import ACTIONS, ActionModel
-    from videolake.pipeline.evaluation import predict_like_inference, score
+    from videolake.pipeline.evaluation import score_labelled
 
     videos = prepare(args.workdir)
     lake = analyse(args.workdir, videos)
-    data, folds = labelled(args.workdir, lake)
+    data, folds, missed_folds = labelled(args.workdir, lake)
     truth = [data.classes[i] for i in data.y]
-    print(f"{len(data)} labelled clips: " + ", ".join(f"{c} {n}" for c, n in sorted(data.counts().items())))
+    print(f"{len(data)} labelled clips: " + ", ".join(f"{c} {n}" for c, n in sorted(data.counts().items()))
+          + (f"; {len(data.missed)} more with no tracked box of their own (no row)" if data.missed else ""))
     if not args.train:
         model = ActionModel.load(MODEL)
-        report = score(model.classes, truth, predict_like_inference(model, data.sequences, data.evidence))
+        report = score_labelled(model, data)
         print("shipped model (in-sample: its training saw these labels)\n" + report.table())
         (args.workdir / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         return
@@ -258,8 +268,8 @@ def main() -> None:
     cache = args.workdir / "models"  # fold models, reused while recipe and data are the same
     models = leave_one_video_out(data, folds, synthetic, val, args.epochs, cache)
     report, chosen, threshold, written = lovo_report(data, folds, models)
-    by_video = per_video(truth, written, folds)
-    strict = whole_video_out(data, folds, synthetic, val, args.epochs, threshold, cache)
+    by_video = per_video(truth, written, folds, [m.action for m in data.missed], missed_folds)
+    strict = whole_video_out(data, folds, missed_folds, synthetic, val, args.epochs, threshold, cache)
     print("leave-one-video-out, thresholds chosen on the other videos " + json.dumps(chosen) + "\n" + report.table()
           + "\nper video:\n" + by_video + "\n" + strict)
 

@@ -2,7 +2,8 @@
 
 Every labelled (track, clip window) gets what a run with the model would write for it: no row
 (not a person), ``unknown`` (too little evidence, or a top probability under the model's
-threshold), or one of the model's classes. ``LabelReport`` then gives per-class precision and
+threshold), or one of the model's classes. A labelled clip window with no tracked box of its own
+(the person was never tracked there, or their track is another labelled person's) got no row. ``LabelReport`` then gives per-class precision and
 recall, accuracy with and without abstentions, the ``unknown`` rate, the majority baseline, a
 confusion matrix, how often boxes labelled ``none`` (not a person) got an action, and the share of
 person clips given an action that no label in the set has (e.g. ``running`` on footage where
@@ -17,17 +18,26 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from videolake.pipeline.actions import UNKNOWN, ActionModel
 from videolake.pipeline.clips import Evidence, classify_person_clips
 
-__all__ = ["NOT_A_PERSON", "NO_ACTION", "LabelReport", "predict_like_inference", "score"]
+if TYPE_CHECKING:
+    from videolake.pipeline.labels import LabelledSequences
+
+__all__ = ["NOT_A_PERSON", "NO_ACTION", "LabelReport", "predict_like_inference", "score", "score_labelled"]
 
 NOT_A_PERSON = "none"    # the label for a box that is not a person
 NO_ACTION = "(no row)"   # what inference writes for a box it takes for no person
+
+
+def score_labelled(model: ActionModel, data: LabelledSequences) -> LabelReport:
+    """The model on labelled clips as a run would answer them, labelled people that got no track included."""
+    written = predict_like_inference(model, data.sequences, data.evidence)
+    return score(model.classes, [data.classes[i] for i in data.y], written, [m.action for m in data.missed])
 
 
 def predict_like_inference(model: ActionModel, sequences: Sequence[np.ndarray], evidence: Sequence[Evidence]) -> list[str]:
@@ -57,6 +67,7 @@ class LabelReport:
     none_labels: int = 0
     none_given_action: int = 0
     none_given_unknown: int = 0
+    untracked: int = 0                         # labelled people (in ``no_row_rate``) with no tracked box of their own
     other_labels: dict[str, Counter] = field(default_factory=dict)  # label -> what was written
 
     def table(self) -> str:
@@ -68,7 +79,8 @@ class LabelReport:
             lines.append(f"{name:<{width}} {m['precision']:9.3f} {m['recall']:7.3f} {int(m['support']):8d}")
         lines.append(f"person clips {self.n_person_clips}: accuracy {self.accuracy_all:.3f} (unknown and no row count as wrong), "
                      f"{self.accuracy_answered:.3f} on the {1 - self.unknown_rate - self.no_row_rate:.1%} answered; "
-                     f"unknown {self.unknown_rate:.1%}, no row {self.no_row_rate:.1%}")
+                     f"unknown {self.unknown_rate:.1%}, no row {self.no_row_rate:.1%}"
+                     + (f" ({self.untracked} with no tracked box of their own)" if self.untracked else ""))
         lines.append(f"majority baseline ({self.majority_class}): {self.majority_accuracy:.3f}")
         absent = ", ".join(f"{a} {n}" for a, n in sorted(self.absent_actions.items())) or "none"
         lines.append(f"actions no label has: {self.absent_action_rate:.1%} of person clips ({absent})")
@@ -90,13 +102,17 @@ class LabelReport:
             "majority_class": self.majority_class, "majority_accuracy": round(self.majority_accuracy, 4),
             "absent_action_rate": round(self.absent_action_rate, 4), "absent_actions": self.absent_actions,
             "none_labels": self.none_labels, "none_given_action": self.none_given_action,
-            "none_given_unknown": self.none_given_unknown,
+            "none_given_unknown": self.none_given_unknown, "untracked": self.untracked,
             "other_labels": {k: dict(v) for k, v in self.other_labels.items()},
         }
 
 
-def score(model_classes: Sequence[str], truth: Sequence[str], written: Sequence[str]) -> LabelReport:
-    """Compare labels (``truth``) with what inference wrote for the same clips (``written``)."""
+def score(model_classes: Sequence[str], truth: Sequence[str], written: Sequence[str], missed: Sequence[str] = ()) -> LabelReport:
+    """Compare labels (``truth``) with what inference wrote for the same clips (``written``).
+
+    ``missed``: the labels of clips with no tracked box of their own (``LabelledSequences.missed``): no row was
+    written for them, which is wrong for a person and right for ``none``."""
+    truth, written = [*truth, *missed], [*written, *[NO_ACTION] * len(missed)]
     labelled = tuple(c for c in model_classes if c in set(truth))
     said: dict[str, Counter] = {}
     for t, w in zip(truth, written):
@@ -125,6 +141,6 @@ def score(model_classes: Sequence[str], truth: Sequence[str], written: Sequence[
         majority_class=majority, majority_accuracy=support.get(majority, 0) / n if n else 0.0,
         absent_action_rate=sum(absent.values()) / n if n else 0.0, absent_actions=dict(absent),
         none_labels=sum(none.values()), none_given_action=sum(v for w, v in none.items() if w not in (UNKNOWN, NO_ACTION)),
-        none_given_unknown=none[UNKNOWN],
+        none_given_unknown=none[UNKNOWN], untracked=sum(1 for t in missed if t in labelled),
         other_labels={t: c for t, c in said.items() if t not in labelled and t != NOT_A_PERSON},
     )

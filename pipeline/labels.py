@@ -37,8 +37,8 @@ from videolake.pipeline.clips import Evidence, clip_bounds, clip_evidence, clip_
 from videolake.pipeline.errors import ConfigError, LakeError
 from videolake.pipeline.features import TrackSeries, person_class_ids, window_features
 
-__all__ = ["LabelRow", "Labels", "LabelledSequences", "read_labels", "resolve_labels", "LakeConfig", "lake_config",
-           "build_sequences", "load_labelled_sequences"]
+__all__ = ["LabelRow", "Labels", "MissedLabel", "LabelledSequences", "read_labels", "resolve_labels", "LakeConfig", "lake_config",
+           "build_sequences", "load_labelled_sequences", "labelled_windows"]
 
 _VIDEO_COLUMNS = ("video_id", "uri", "video")
 _MIN_COVERAGE = 0.5
@@ -68,6 +68,16 @@ class Labels:
 
 
 @dataclass(frozen=True)
+class MissedLabel:
+    """A labelled clip window that got no tracked box of its own: a run wrote no row for that person there."""
+
+    row: int
+    video_id: str
+    clip_index: int
+    action: str
+
+
+@dataclass(frozen=True)
 class LakeConfig:
     """What building sequences needs to know about one configuration of the lake."""
 
@@ -93,13 +103,16 @@ class LabelledSequences:
     config: LakeConfig
     rows_without_sequences: list[int] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    # Labelled clip windows (covered by half or more) that no tracked box of their own answers: the person was
+    # never tracked there, or shares a track with another labelled person. A run wrote no row for them.
+    missed: list[MissedLabel] = field(default_factory=list)
 
     def classifiable(self) -> LabelledSequences:
         """Only the sequences inference classifies (what training uses)."""
         keep = [i for i, e in enumerate(self.evidence) if e.classified]
         return LabelledSequences([self.sequences[i] for i in keep], self.y[keep], self.classes, self.groups[keep],
                                  [self.keys[i] for i in keep], self.config, self.rows_without_sequences,
-                                 [self.evidence[i] for i in keep])
+                                 [self.evidence[i] for i in keep], self.missed)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -213,12 +226,10 @@ def build_sequences(con: duckdb.DuckDBPyConnection, labels: Labels, config: Lake
     clip_s = config.clip_seconds
     persons = _person_class_names(con, config.config_hash)
     best: dict[tuple[str, int, int], tuple[float, int, str]] = {}  # key -> (coverage, label row, action)
+    covered: dict[tuple[int, int], MissedLabel] = {}  # (label row, clip index) -> that labelled window
     tracks_by_video: dict[str, dict[int, _Track]] = {}
     for video_id in sorted({r.video_id for r in labels.rows}):
-        width, height, duration_s = con.execute(
-            "SELECT width, height, duration_s FROM videos WHERE video_id = ? AND config_hash = ? AND status = 'ok' LIMIT 1",
-            [video_id, config.config_hash]).fetchall()[0]
-        tracks_by_video[video_id] = _tracks(con, video_id, config.config_hash, persons, int(width), int(height))
+        tracks_by_video[video_id], duration_s = _video_tracks(con, video_id, config.config_hash, persons)
         end_of_video_s = duration_s if duration_s else math.inf
         for row in (r for r in labels.rows if r.video_id == video_id):
             tracks = tracks_by_video[video_id]
@@ -233,6 +244,8 @@ def build_sequences(con: duckdb.DuckDBPyConnection, labels: Labels, config: Lake
                 lo, hi = clip_bounds(k, clip_s)
                 span = min(hi, end_of_video_s) - lo
                 coverage = (min(hi, row.t_end_s) - max(lo, row.t_start_s)) / span if span > 0 else 0.0
+                if coverage >= _MIN_COVERAGE:
+                    covered[(row.row, k)] = MissedLabel(row.row, video_id, k, row.action)
                 for track_id in track_ids:
                     key = (video_id, track_id, k)
                     if coverage >= _MIN_COVERAGE and coverage > best.get(key, (0.0, 0, ""))[0]:
@@ -252,9 +265,11 @@ def build_sequences(con: duckdb.DuckDBPyConnection, labels: Labels, config: Lake
         groups.append(row)
         keys.append(key)
     used = set(groups)
+    answered = {(row, key[2]) for row, key in zip(groups, keys)}
     return LabelledSequences(
         sequences, np.array(y, dtype=np.int64), labels.classes, np.array(groups, dtype=np.int64), keys, config,
         rows_without_sequences=[r.row for r in labels.rows if r.row not in used], evidence=evidence,
+        missed=[m for key, m in sorted(covered.items()) if key not in answered],
     )
 
 
@@ -307,6 +322,26 @@ class _Track(TrackSeries):
         if self.shard_index is not None and len(inside) and self.shard_index[before[-1]] != self.shard_index[inside[0]]:
             return None
         return self.take(before[-1:])
+
+
+def labelled_windows(con: duckdb.DuckDBPyConnection, data: LabelledSequences) -> list[TrackSeries]:
+    """The detections behind each labelled sequence (``data.keys``), read from the lake as ``build_sequences`` reads them."""
+    persons = _person_class_names(con, data.config.config_hash)
+    tracks: dict[str, dict[int, _Track]] = {}
+    out = []
+    for video_id, track_id, k in data.keys:
+        if video_id not in tracks:
+            tracks[video_id] = _video_tracks(con, video_id, data.config.config_hash, persons)[0]
+        out.append(tracks[video_id][track_id].window(k, data.config.clip_seconds))
+    return out
+
+
+def _video_tracks(con: duckdb.DuckDBPyConnection, video_id: str, config_hash: str, persons: set[str]) -> tuple[dict[int, _Track], float | None]:
+    """All tracks of a video and its duration."""
+    width, height, duration_s = con.execute(
+        "SELECT width, height, duration_s FROM videos WHERE video_id = ? AND config_hash = ? AND status = 'ok' LIMIT 1",
+        [video_id, config_hash]).fetchall()[0]
+    return _tracks(con, video_id, config_hash, persons, int(width), int(height)), duration_s
 
 
 def _track_at(tracks: dict[int, _Track], t_s: float, point_xy: tuple[float, float], t_start_s: float, t_end_s: float) -> list[int]:

@@ -81,7 +81,7 @@ def eval_actions(
         import json
 
         from videolake.pipeline.actions import ActionModel
-        from videolake.pipeline.evaluation import predict_like_inference, score
+        from videolake.pipeline.evaluation import score_labelled
         from videolake.pipeline.labels import load_labelled_sequences
         from videolake.pipeline.models import resolve_actions
         from videolake.pipeline.render import lake_connection
@@ -92,13 +92,17 @@ def eval_actions(
             _, data = load_labelled_sequences(con, labels, config_hash)
         finally:
             con.close()
-        written = predict_like_inference(model, data.sequences, data.evidence)
-        report = score(model.classes, [data.classes[i] for i in data.y], written)
+        report = score_labelled(model, data)
         typer.echo(report.table())
-        if data.rows_without_sequences:
-            typer.echo(f"note: {len(data.rows_without_sequences)} label row(s) matched no tracked box "
-                       f"(e.g. rows {', '.join(map(str, data.rows_without_sequences[:8]))})", err=True)
-        typer.echo(f"{len(data)} labelled clips (config {data.config.config_hash}); accuracy {report.accuracy_all:.3f}, "
+        if data.missed:
+            rows = sorted({m.row for m in data.missed})
+            typer.echo(f"note: {len(data.missed)} labelled clip(s) had no tracked box of their own, scored as no row "
+                       f"(rows {', '.join(map(str, rows[:8]))}{', ...' if len(rows) > 8 else ''})", err=True)
+        short = sorted(set(data.rows_without_sequences) - {m.row for m in data.missed})
+        if short:
+            typer.echo(f"note: {len(short)} label row(s) cover no clip window by half, not scored "
+                       f"(rows {', '.join(map(str, short[:8]))}{', ...' if len(short) > 8 else ''})", err=True)
+        typer.echo(f"{len(data) + len(data.missed)} labelled clips (config {data.config.config_hash}); accuracy {report.accuracy_all:.3f}, "
                    f"unknown {report.unknown_rate:.1%}")
         if json_out is not None:
             json_out.write_text(json.dumps({**report.as_dict(), "config_hash": data.config.config_hash}, indent=2) + "\n")

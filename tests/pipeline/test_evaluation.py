@@ -29,6 +29,17 @@ def test_scores_count_abstentions_no_rows_absent_actions_and_boxes_that_are_not_
     assert "unknown 12.5%" in text and "actions no label has: 12.5% of person clips (running 1)" in text
 
 
+def test_labelled_clips_with_no_track_count_as_no_row_wrong_for_people_and_right_for_none():
+    truth, written = ["standing", "walking", "none"], ["standing", "walking", NO_ACTION]
+    report = score(ACTIONS, truth, written, missed=["walking", "walking", "none"])
+    assert report.n_person_clips == 4 and report.accuracy_all == pytest.approx(2 / 4)
+    assert report.no_row_rate == pytest.approx(2 / 4) and report.untracked == 2
+    assert report.per_class["walking"] == {"precision": 1.0, "recall": pytest.approx(1 / 3, abs=1e-4), "support": 3}
+    assert (report.none_labels, report.none_given_action) == (2, 0)
+    assert "no row 50.0% (2 with no tracked box of their own)" in report.table()
+    assert score(ACTIONS, truth, written).untracked == 0
+
+
 def test_predictions_follow_the_evidence_rules_before_the_model():
     model = ActionModel(ActionLSTM(hidden_size=8, n_classes=len(ACTIONS)), ACTIONS)
     seqs = [np.zeros((5, N_FEATURES), np.float32)] * 3

@@ -58,6 +58,31 @@ def test_sequences_come_from_the_lake_with_the_labels_own_classes(synthetic):
     assert {k[0] for k in data.keys} <= set(train.video_ids)  # rows naming the uri resolved to the video_id
 
 
+def test_labelled_windows_with_no_tracked_box_of_their_own_are_missed_not_dropped(synthetic, tmp_path):
+    """A person the run never tracked, or whose track is another labelled person's, got no row: the scorer must see it."""
+    lake, train, _ = synthetic
+    table = pcsv.read_csv(train.path).to_pylist()
+    first = next(r for r in table if r["t_end_s"] - r["t_start_s"] >= 2.5)  # a track over a whole 2 s window at least
+    other = next(r for r in table if r["action"] != first["action"])
+    window = {"video_id": first["video_id"], "t_start_s": first["t_start_s"], "t_end_s": first["t_end_s"]}
+    rows = [
+        first,                                                  # row 1: its own track
+        {**window, "action": other["action"], "track_id": 999},  # row 2: no such track
+        {**first, "action": other["action"]},                   # row 3: the same track as row 1 (a merged person)
+        other,                                                  # row 4: its own track
+        {**other, "t_end_s": other["t_start_s"] + 0.2},         # row 5: covers no window by half: not scored at all
+    ]
+    path = tmp_path / "labels.csv"
+    pcsv.write_csv(pa.table({k: [r[k] for r in rows] for k in ("video_id", "t_start_s", "t_end_s", "action", "track_id")}), path)
+    labels, data = _sequences(lake, path)
+    assert {m.row for m in data.missed} == {2, 3}
+    assert all(m.action == other["action"] for m in data.missed)
+    windows = {k for (_, _, k) in (key for key, g in zip(data.keys, data.groups) if g == 1)}
+    assert {m.clip_index for m in data.missed if m.row == 2} == windows  # every window the label covers, none else
+    assert 5 in data.rows_without_sequences and 5 not in {m.row for m in data.missed}
+    assert data.classifiable().missed == data.missed
+
+
 def test_a_model_trained_on_labels_beats_the_majority_baseline_on_held_out_labels(synthetic, tmp_path):
     lake, train, held_out = synthetic
     data = _sequences(lake, train.path)[1].classifiable()
