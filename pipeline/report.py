@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 
 from videolake.pipeline.decode import iter_frames
-from videolake.pipeline.errors import VideolakeError
+from videolake.pipeline.errors import StorageError, VideolakeError
 from videolake.pipeline.plots import ClipSpan, action_colors, bucket_counts_png, timeline_png
 from videolake.pipeline.query import format_cell
 from videolake.pipeline.render import VideoRecord, annotate, load_overlay
@@ -161,26 +161,27 @@ def _keyframes(
     chosen = []
     for part in np.array_split(np.arange(len(times)), min(n, len(times))):
         chosen.append(float(times[part[np.argmax(counts[part])]]))
-    out = []
-    try:
-        import cv2
+    import cv2
 
-        overlay = load_overlay(con, video, max(0.0, chosen[0] - 1.0), chosen[-1] + 1.0)
-        for t_s in chosen:
+    out = []
+    overlay = load_overlay(con, video, max(0.0, chosen[0] - 1.0), chosen[-1] + 1.0)
+    for t_s in chosen:
+        try:
             frame = next(iter_frames(video.uri, start_s=t_s, end_s=t_s + 0.5 / (video.fps or 25.0)), None)
-            if frame is None:
-                continue
-            image, boxes = annotate(frame.image, overlay, frame.t_s)
-            scale = min(1.0, 640 / image.shape[1])
-            if scale < 1.0:
-                image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-            path = img / f"{stem}-key-{t_s:09.3f}.jpg"
-            if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 85]):
-                raise OSError(f"cannot write {path}")
-            out.append((path, frame.t_s, boxes))
-            result.images.append(path)
-    except VideolakeError as exc:
-        result.notes.append(f"{video.video_id}: keyframes skipped, the source cannot be read: {exc}")
+        except VideolakeError as exc:  # the source moved, broke or its bucket failed: the rest of the report stands
+            result.notes.append(f"{video.video_id}: keyframes skipped, the source cannot be read: {exc}")
+            break
+        if frame is None:
+            continue
+        image, boxes = annotate(frame.image, overlay, frame.t_s)
+        scale = min(1.0, 640 / image.shape[1])
+        if scale < 1.0:
+            image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        path = img / f"{stem}-key-{t_s:09.3f}.jpg"
+        if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 85]):
+            raise StorageError(f"cannot write {path}")  # the report's own folder: not a note, an error
+        out.append((path, frame.t_s, boxes))
+        result.images.append(path)
     return out
 
 

@@ -120,3 +120,23 @@ def test_the_timeline_shows_each_tracks_clips_in_the_colour_of_their_action(repo
 @pytest.mark.parametrize("duration_s, clip_s, bucket_s", [(4, 2, 2), (10, 2, 2), (300, 2, 10), (3600, 2, 120), (10, 5, 5)])
 def test_bucket_size_follows_the_video_length(duration_s, clip_s, bucket_s):
     assert choose_bucket_s(duration_s, clip_s) == bucket_s
+
+
+def test_a_video_whose_source_is_gone_gets_a_note_and_the_rest_of_the_report_stands(samples_dir, tmp_path):
+    lake = tmp_path / "lake"
+    shutil.copytree(real_lake(samples_dir).path, lake)
+    gone = tmp_path / "moved-away.mp4"
+    publish_video(lake, "gone-0123456789ab", config_hash="eeeeeeeeeeeeeeee", run_id="r", detections=[{
+        "video_id": "gone-0123456789ab", "content_key": "c", "shard_index": 0, "frame_index": 0, "t_s": 0.0, "track_id": 1,
+        "class_id": 0, "class_name": "Normal", "confidence": 0.9, "x1": 10.0, "y1": 10.0, "x2": 50.0, "y2": 120.0, "run_id": "r"}],
+        video={"uri": str(gone), "status": "ok", "finished_at": datetime.now(timezone.utc), "width": 320, "height": 240,
+               "fps": 25.0, "duration_s": 4.0})
+    con = connect(lake)
+    try:
+        result = write_report(con, tmp_path / "report", keyframes_per_video=2)
+    finally:
+        con.close()
+    notes = [n for n in result.notes if n.startswith("gone-0123456789ab: keyframes skipped, the source cannot be read")]
+    assert len(notes) == 1 and str(gone) in notes[0], result.notes
+    assert result.images and all(p.is_file() for p in result.images)  # the other videos' keyframes are there
+    assert "keyframes skipped" in result.index.read_text()
