@@ -123,3 +123,6 @@ def test_the_shipped_model_answers_the_labelled_real_footage_as_its_card_says(tm
     assert measured["accuracy_answered"] >= 0.95 and measured["accuracy_all"] > measured["majority_accuracy"]
     assert measured["absent_action_rate"] <= 0.02
     assert measured["none_given_action"] == 0
+    # Every labelled person has a track of their own (0 of 295 when measured): a tracker change that merges people or
+    # loses them (ByteTrack's fuse_score off: 17 lost) fails here, not only in the no-row rate.
+    assert measured["untracked"] <= 0.02 * measured["person_clips"], measured
